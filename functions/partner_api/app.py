@@ -1,0 +1,82 @@
+"""Partner plane /v1 (tenant keys). One route, one kernel call; errors map to problem+json in moncore.http.resolver."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
+from moncore.http.schemas import CreateAccount, CreateFunding, CreateTransfer, CreateUser, Id
+from moncore.ledger.service import LedgerService
+
+logger = Logger()
+app = make_app(logger)
+ledger = LedgerService()
+app.configure_openapi(title="MonCore partner API", version="1.0.0",
+                      description="Partner plane: users, accounts, fundings, transfers, transactions.")
+
+PathId = Annotated[Id, Path()]
+
+
+@app.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/v1/openapi.json")
+def openapi() -> Response[str]:
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+
+
+@app.post("/v1/users")
+def create_user(body: CreateUser) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: ledger.create_user(who, req, **body.model_dump()))
+
+
+@app.get("/v1/users/<user_id>")
+def get_user(user_id: PathId) -> dict[str, Any]:
+    return ledger.get_user(tenant_caller(app), user_id)
+
+
+@app.post("/v1/accounts")
+def create_account(body: CreateAccount) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: ledger.create_account(who, req, **body.model_dump()))
+
+
+@app.get("/v1/accounts/<account_id>")
+def get_account(account_id: PathId) -> dict[str, Any]:
+    return ledger.get_account(tenant_caller(app), account_id)
+
+
+@app.get("/v1/accounts/<account_id>/entries")
+def list_entries(
+    account_id: PathId,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    return ledger.list_entries(tenant_caller(app), account_id, limit=limit, cursor=cursor)
+
+
+@app.post("/v1/fundings")
+def create_funding(body: CreateFunding) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: ledger.fund(who, req, **body.model_dump()))
+
+
+@app.post("/v1/transfers")
+def create_transfer(body: CreateTransfer) -> Response[str]:
+    who = tenant_caller(app)
+    fields = body.model_dump(exclude={"capture"})
+    return idempotent(app, who, lambda req: ledger.transfer(who, req, **fields))
+
+
+@app.get("/v1/transactions/<txn_id>")
+def get_transaction(txn_id: PathId) -> dict[str, Any]:
+    return ledger.get_transaction(tenant_caller(app), txn_id)
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(app, logger, event, context)

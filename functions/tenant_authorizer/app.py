@@ -1,0 +1,14 @@
+"""REQUEST authorizer for tenant API keys: puts tenant_id, key_id and role in the request context."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from moncore.http.authorizer import authorize
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return authorize(event, kind="tenant")

@@ -1,0 +1,53 @@
+"""Settings from the function's environment (set by template.yaml, or by the local stack from the same template).
+
+Only resource names, endpoints and tunables live here. There is deliberately no environment-name setting: sandbox and
+production differ in parameters and secrets, never in code paths (DESIGN.md invariant 11).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenants_table: str
+    credentials_table: str
+    users_table: str
+    accounts_table: str
+    balances_table: str
+    ledger_table: str
+    guards_table: str
+    idempotency_table: str
+    audit_table: str
+    api_key_pepper_secret: str
+    evidence_bucket: str
+    signing_key_id: str
+    idempotency_ttl_seconds: int
+    region: str
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+@cache
+def settings() -> Settings:
+    return Settings(
+        tenants_table=_env("MONCORE_TENANTS_TABLE", "moncore-tenants"),
+        credentials_table=_env("MONCORE_CREDENTIALS_TABLE", "moncore-credentials"),
+        users_table=_env("MONCORE_USERS_TABLE", "moncore-users"),
+        accounts_table=_env("MONCORE_ACCOUNTS_TABLE", "moncore-accounts"),
+        balances_table=_env("MONCORE_BALANCES_TABLE", "moncore-balances"),
+        ledger_table=_env("MONCORE_LEDGER_TABLE", "moncore-ledger"),
+        guards_table=_env("MONCORE_GUARDS_TABLE", "moncore-guards"),
+        idempotency_table=_env("MONCORE_IDEMPOTENCY_TABLE", "moncore-idempotency"),
+        audit_table=_env("MONCORE_AUDIT_TABLE", "moncore-audit"),
+        api_key_pepper_secret=_env("MONCORE_API_KEY_PEPPER_SECRET", "moncore-api-key-pepper"),
+        evidence_bucket=_env("MONCORE_EVIDENCE_BUCKET", ""),
+        signing_key_id=_env("MONCORE_SIGNING_KEY_ID", ""),
+        idempotency_ttl_seconds=int(_env("MONCORE_IDEMPOTENCY_TTL_SECONDS", "86400")),
+        region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "eu-west-1")),
+    )

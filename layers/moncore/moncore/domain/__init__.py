@@ -1,0 +1,1 @@
+"""Pure domain: money, ids, transactions, errors. No I/O here."""

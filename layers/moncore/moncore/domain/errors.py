@@ -1,0 +1,117 @@
+"""Domain errors. Each carries its problem+json code and HTTP status, so the mapping lives in one place.
+
+The HTTP layer (moncore.http.problems) turns any DomainError into an RFC 9457 problem; nothing else decides statuses.
+`retryable` errors are never stored as an idempotent outcome: the client may retry with the same Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "error"
+    status = 400
+    title = "Bad Request"
+    retryable = False
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+    status = 422
+    title = "Validation Error"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+    title = "Not Found"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class CapabilityDisabled(DomainError):
+    code = "capability_disabled"
+    status = 403
+    title = "Capability Disabled"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    status = 409
+    title = "Idempotency Key Reused"
+
+
+class IdempotencyInProgress(DomainError):
+    """A request with this key is still executing; retry later with the same key."""
+
+    code = "idempotency_in_progress"
+    status = 409
+    title = "Request In Progress"
+    retryable = True
+
+
+class AlreadyExists(DomainError):
+    code = "already_exists"
+    status = 409
+    title = "Already Exists"
+
+
+class InsufficientFunds(DomainError):
+    code = "insufficient_funds"
+    status = 422
+    title = "Insufficient Funds"
+
+
+class CurrencyMismatch(DomainError):
+    code = "currency_mismatch"
+    status = 422
+    title = "Currency Mismatch"
+
+
+class AccountNotActive(DomainError):
+    code = "account_frozen"
+    status = 422
+    title = "Account Not Active"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload Too Large"
+
+
+class ConcurrencyConflict(DomainError):
+    """Contention outlasted our retries. Nothing was posted; the same key may be retried."""
+
+    code = "concurrency_conflict"
+    status = 409
+    title = "Concurrent Update"
+    retryable = True
+
+
+class ProviderUnavailable(DomainError):
+    code = "provider_unavailable"
+    status = 503
+    title = "Provider Unavailable"
+    retryable = True
+
+
+class InvariantViolation(Exception):
+    """A money invariant does not hold. Never caught to continue: it aborts the operation (raised, not asserted,
+    because `assert` vanishes under -O)."""

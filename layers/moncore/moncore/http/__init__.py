@@ -1,0 +1,1 @@
+"""HTTP edge shared by the thin handlers: resolver factory, problem+json mapping, idempotency, request schemas."""

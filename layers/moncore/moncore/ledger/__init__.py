@@ -1,0 +1,1 @@
+"""Posting engine and ledger reads: users, accounts, fundings, transfers, balances, entries."""

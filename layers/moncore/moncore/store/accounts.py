@@ -1,0 +1,98 @@
+"""Users, accounts and balances. An account and its zero balance are created in one transaction, after a check that
+the user exists (and is active) in the same tenant."""
+
+from __future__ import annotations
+
+from moncore.domain.audit import AuditEvent
+from moncore.domain.errors import AlreadyExists, NotFound
+from moncore.domain.transactions import AccountKind, AccountRef
+from moncore.store.audit import append_condition, audit_item
+from moncore.store.models import AccountItem, BalanceItem, GuardItem, UserItem, tenant_key
+from moncore.store.transact import ConditionFailed, TxBuilder
+
+
+def create_user(item: UserItem, audit: AuditEvent) -> None:
+    """Raises AlreadyExists when the tenant already has a user with this external_ref."""
+    tx = TxBuilder()
+    tx.put("guard", GuardItem(tenant_key(item.tenant_id, "user_ref", item.external_ref), owner_id=item.id,
+                              created_at=item.created_at), GuardItem.pk.does_not_exist())
+    tx.put("user", item, UserItem.pk.does_not_exist())
+    tx.put("audit", audit_item(audit), append_condition())
+    try:
+        tx.execute()
+    except ConditionFailed as failed:
+        if failed.labels[0] == "guard":
+            raise AlreadyExists(f"a user with external_ref '{item.external_ref}' already exists") from None
+        raise
+
+
+def find_user_item(tenant_id: str, user_id: str) -> UserItem | None:
+    try:
+        return UserItem.get(tenant_key(tenant_id, user_id), consistent_read=True)
+    except UserItem.DoesNotExist:
+        return None
+
+
+def user_id_for_external_ref(tenant_id: str, external_ref: str) -> str | None:
+    try:
+        return GuardItem.get(tenant_key(tenant_id, "user_ref", external_ref), consistent_read=True).owner_id
+    except GuardItem.DoesNotExist:
+        return None
+
+
+def create_account(item: AccountItem, audit: AuditEvent) -> None:
+    """Raises NotFound when the user is not an active user of this tenant."""
+    tx = TxBuilder()
+    if item.user_id is not None:
+        tx.check("user", UserItem, tenant_key(item.tenant_id, item.user_id),
+                 UserItem.pk.exists() & (UserItem.status == "ACTIVE"))
+    tx.put("account", item, AccountItem.pk.does_not_exist())
+    tx.put("balance", BalanceItem(item.pk, tenant_id=item.tenant_id, account_id=item.id, currency=item.currency,
+                                  posted_minor=0, pending_minor=0, available_minor=0, version=0,
+                                  updated_at=item.created_at), BalanceItem.pk.does_not_exist())
+    tx.put("audit", audit_item(audit), append_condition())
+    try:
+        tx.execute()
+    except ConditionFailed as failed:
+        if failed.labels[0] == "user":
+            raise NotFound(f"user {item.user_id} not found") from None
+        if failed.labels[0] in {"account", "balance"}:
+            raise AlreadyExists(f"account {item.id} already exists") from None
+        raise
+
+
+def find_account_item(tenant_id: str, account_id: str) -> AccountItem | None:
+    try:
+        return AccountItem.get(tenant_key(tenant_id, account_id), consistent_read=True)
+    except AccountItem.DoesNotExist:
+        return None
+
+
+def account_refs(tenant_id: str, account_ids: list[str]) -> dict[str, AccountRef]:
+    """One BatchGetItem for the given accounts of this tenant; missing ones are simply absent from the answer."""
+    keys = [tenant_key(tenant_id, account_id) for account_id in dict.fromkeys(account_ids)]
+    return {item.id: to_ref(item) for item in AccountItem.batch_get(keys, consistent_read=True)}
+
+
+def to_ref(item: AccountItem) -> AccountRef:
+    return AccountRef(account_id=item.id, currency=item.currency, kind=AccountKind(item.kind), user_id=item.user_id)
+
+
+def find_balance_item(tenant_id: str, account_id: str) -> BalanceItem:
+    try:
+        return BalanceItem.get(tenant_key(tenant_id, account_id), consistent_read=True)
+    except BalanceItem.DoesNotExist:
+        raise NotFound(f"account {account_id} not found") from None
+
+
+def ensure_system_account(item: AccountItem) -> None:
+    """Create a tenant system account (and its balance) once; a concurrent or earlier creation is fine."""
+    tx = TxBuilder()
+    tx.put("account", item, AccountItem.pk.does_not_exist())
+    tx.put("balance", BalanceItem(item.pk, tenant_id=item.tenant_id, account_id=item.id, currency=item.currency,
+                                  posted_minor=0, pending_minor=0, available_minor=0, version=0,
+                                  updated_at=item.created_at), BalanceItem.pk.does_not_exist())
+    try:
+        tx.execute()
+    except ConditionFailed:
+        return

@@ -1,0 +1,219 @@
+"""PynamoDB models: one per table of template.yaml (whose schema the local stack creates from the template itself).
+
+Key helpers build every key from the tenant id first, so a query can never reach another tenant's items.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from moncore.config import settings
+
+_S = settings()
+
+
+class _Meta:
+    region = _S.region
+    max_pool_connections = 32
+    connect_timeout_seconds = 5
+    read_timeout_seconds = 10
+    max_retry_attempts = 3
+
+
+def tenant_key(tenant_id: str, *parts: str) -> str:
+    if not tenant_id or "#" in tenant_id:
+        raise ValueError("tenant id is required and may not contain '#'")
+    return "#".join((tenant_id, *parts))
+
+
+def plain_map(value: object) -> dict[str, str]:
+    """A raw MapAttribute (or dict) as a plain dict of strings."""
+    raw = value.as_dict() if isinstance(value, MapAttribute) else value
+    return {str(k): str(v) for k, v in dict(raw or {}).items()}  # type: ignore[call-overload]
+
+
+class TenantItem(Model):
+    class Meta(_Meta):
+        table_name = _S.tenants_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant id
+    name = UnicodeAttribute()
+    jurisdictions = ListAttribute(of=UnicodeAttribute)
+    capabilities = MapAttribute[str, Any]()
+    open_banking_provider = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+
+
+class CredentialItem(Model):
+    """An API key: `pk` is the public key id; only a keyed hash (HMAC-SHA256 with a secret pepper) of the secret."""
+
+    class Meta(_Meta):
+        table_name = _S.credentials_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()  # tenant | admin
+    tenant_id = UnicodeAttribute(null=True)
+    role = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    secret_hash = UnicodeAttribute()
+    status = UnicodeAttribute()  # active | revoked
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    revoked_at = UnicodeAttribute(null=True)
+    revoked_by = UnicodeAttribute(null=True)
+
+
+class UserItem(Model):
+    class Meta(_Meta):
+        table_name = _S.users_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#user_id
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    external_ref = UnicodeAttribute()
+    full_name = UnicodeAttribute()
+    country = UnicodeAttribute()
+    date_of_birth = UnicodeAttribute(null=True)
+    tier = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class AccountItem(Model):
+    class Meta(_Meta):
+        table_name = _S.accounts_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#account_id
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute(null=True)
+    currency = UnicodeAttribute()
+    kind = UnicodeAttribute()  # user | system
+    purpose = UnicodeAttribute(null=True)  # for system accounts: funding_clearing, ...
+    status = UnicodeAttribute()  # ACTIVE | FROZEN | CLOSED
+    created_at = UnicodeAttribute()
+
+
+class BalanceItem(Model):
+    """Derived from the ledger; updated in the posting's own transaction with ADD and a floor condition."""
+
+    class Meta(_Meta):
+        table_name = _S.balances_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#account_id
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    posted_minor = NumberAttribute(default=0)
+    pending_minor = NumberAttribute(default=0)
+    available_minor = NumberAttribute(default=0)
+    version = NumberAttribute(default=0)
+    updated_at = UnicodeAttribute(null=True)
+
+
+class ByAccountIndex(GlobalSecondaryIndex["LedgerItem"]):
+    class Meta:
+        index_name = "by_account"
+        projection = AllProjection()
+
+    account_pk = UnicodeAttribute(hash_key=True)
+    entry_sk = UnicodeAttribute(range_key=True)
+
+
+class LedgerItem(Model):
+    """Append-only. sk "TXN" is the transaction header; "LEG#0001".. are legs (indexed by account); "EVT#..." lifecycle."""
+
+    class Meta(_Meta):
+        table_name = _S.ledger_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#txn_id
+    sk = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    txn_id = UnicodeAttribute()
+    recorded_at = UnicodeAttribute()
+    effective_at = UnicodeAttribute()
+    correlation_id = UnicodeAttribute(null=True)
+    # header
+    type = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    amount_minor = NumberAttribute(null=True)
+    reference = UnicodeAttribute(null=True)
+    provider = UnicodeAttribute(null=True)
+    provider_ref = UnicodeAttribute(null=True)
+    request_hash = UnicodeAttribute(null=True)
+    fingerprint = MapAttribute[str, str](null=True)
+    compliance = JSONAttribute(null=True)
+    # leg
+    account_pk = UnicodeAttribute(null=True)
+    entry_sk = UnicodeAttribute(null=True)
+    account_id = UnicodeAttribute(null=True)
+    account_kind = UnicodeAttribute(null=True)
+    user_id = UnicodeAttribute(null=True)
+    currency = UnicodeAttribute(null=True)
+    leg_amount_minor = NumberAttribute(null=True)
+    phase = UnicodeAttribute(null=True)
+    entry_hash = UnicodeAttribute(null=True)
+
+    by_account = ByAccountIndex()
+
+
+class GuardItem(Model):
+    """Append-only uniqueness item: one per provider reference, external user ref, ... (invariant 8)."""
+
+    class Meta(_Meta):
+        table_name = _S.guards_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#kind#value
+    owner_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class IdempotencyItem(Model):
+    """Mutable, expiring record of one (tenant, Idempotency-Key) execution."""
+
+    class Meta(_Meta):
+        table_name = _S.idempotency_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#key
+    status = UnicodeAttribute()  # IN_PROGRESS | COMPLETED
+    lock_token = UnicodeAttribute()
+    locked_until = NumberAttribute()  # epoch seconds
+    fingerprint = MapAttribute[str, str]()
+    request_hash = UnicodeAttribute()
+    response_status = NumberAttribute(null=True)
+    response_body = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    expires_at = NumberAttribute()  # epoch seconds, DynamoDB TTL
+    replayable = BooleanAttribute(default=True)
+
+
+class AuditItem(Model):
+    """Append-only audit event: who did what, for which tenant, under which correlation id, with a payload hash."""
+
+    class Meta(_Meta):
+        table_name = _S.audit_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#yyyy-mm-dd
+    sk = UnicodeAttribute(range_key=True)  # recorded_at#event_id
+    event_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    action = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    subject_id = UnicodeAttribute(null=True)
+    payload = JSONAttribute()
+    payload_hash = UnicodeAttribute()
+    recorded_at = UnicodeAttribute()

@@ -1,0 +1,1 @@
+"""Tenants, their capabilities and their API credentials."""

@@ -1,0 +1,177 @@
+"""Tenancy service: tenants, API keys, authentication, capability gating.
+
+Errors: NotFound (unknown tenant or key), Unauthorized (bad, revoked or wrong-kind key), CapabilityDisabled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from moncore.config import settings
+from moncore.domain.audit import PLATFORM_TENANT, audit_event
+from moncore.domain.capabilities import Capability, Mode, default_capabilities
+from moncore.domain.clock import now_rfc3339
+from moncore.domain.context import Caller
+from moncore.domain.errors import CapabilityDisabled, NotFound, Unauthorized
+from moncore.domain.ids import new_id
+from moncore.store import tenancy as store
+from moncore.store.models import CredentialItem, TenantItem, plain_map
+from moncore.store.secrets import secret_bytes
+from moncore.tenancy import keys
+from moncore.tenancy.keys import IssuedKey
+
+ADMIN_ROLES = ("viewer", "compliance_officer", "operator", "admin")
+DEFAULT_OPEN_BANKING_PROVIDER = "sandbox_open_banking"
+# Tenant configuration changes rarely and is re-read at most this often per container; a capability switched off
+# takes effect within this window (plus the authorizer cache TTL for keys).
+_TENANT_CACHE_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    kind: str  # tenant | admin
+    tenant_id: str | None
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    id: str
+    name: str
+    jurisdictions: tuple[str, ...]
+    capabilities: dict[str, str]
+    open_banking_provider: str
+    status: str
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "jurisdictions": list(self.jurisdictions),
+            "capabilities": dict(self.capabilities),
+            "open_banking_provider": self.open_banking_provider,
+            "status": self.status,
+            "created_at": self.created_at,
+        }
+
+
+class TenancyService:
+    _cache: dict[str, tuple[float, TenantConfig]] = {}
+    _cache_lock = threading.Lock()
+
+    # ---- tenants
+    def create_tenant(self, caller: Caller, *, name: str, jurisdictions: list[str]) -> TenantConfig:
+        item = TenantItem(
+            new_id("ten"),
+            name=name,
+            jurisdictions=sorted(set(jurisdictions)),
+            capabilities=default_capabilities(),
+            open_banking_provider=DEFAULT_OPEN_BANKING_PROVIDER,
+            status="ACTIVE",
+            created_at=now_rfc3339(),
+            created_by=caller.actor,
+        )
+        config = _to_config(item)
+        store.create_tenant(item, audit_event(
+            tenant_id=item.pk, action="tenant.created", actor=caller.actor, correlation_id=caller.correlation_id,
+            subject_id=item.pk, payload=config.to_dict(),
+        ))
+        return config
+
+    def get_tenant(self, tenant_id: str) -> TenantConfig:
+        item = store.find_tenant_item(tenant_id)
+        if item is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        return _to_config(item)
+
+    def tenant_config(self, tenant_id: str) -> TenantConfig:
+        """Cached read for the hot path (see _TENANT_CACHE_S)."""
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(tenant_id)
+        if hit and now - hit[0] < _TENANT_CACHE_S:
+            return hit[1]
+        config = self.get_tenant(tenant_id)
+        with self._cache_lock:
+            self._cache[tenant_id] = (now, config)
+        return config
+
+    def require_capability(self, tenant_id: str, capability: Capability) -> dict[str, str]:
+        """The gating decision recorded with a posting; CapabilityDisabled unless the capability is live."""
+        mode = self.tenant_config(tenant_id).capabilities.get(capability.value, Mode.DISABLED.value)
+        if mode != Mode.LIVE.value:
+            raise CapabilityDisabled(f"capability '{capability.value}' is {mode} for this tenant")
+        return {"capability": capability.value, "mode": mode}
+
+    # ---- keys
+    def issue_tenant_key(self, caller: Caller, tenant_id: str) -> IssuedKey:
+        issued = keys.generate()
+        self._store_key(issued, kind="tenant", tenant_id=tenant_id, role="tenant", name=None, created_by=caller.actor,
+                        correlation_id=caller.correlation_id)
+        return issued
+
+    def create_admin_key(self, *, name: str, role: str = "admin", created_by: str = "system:bootstrap",
+                         correlation_id: str = "bootstrap") -> IssuedKey:
+        if role not in ADMIN_ROLES:
+            raise ValueError(f"role must be one of {ADMIN_ROLES}")
+        issued = keys.generate()
+        self._store_key(issued, kind="admin", tenant_id=None, role=role, name=name, created_by=created_by,
+                        correlation_id=correlation_id)
+        return issued
+
+    def revoke_tenant_key(self, caller: Caller, tenant_id: str, key_id: str) -> dict[str, str]:
+        revoked_at = now_rfc3339()
+        store.revoke_credential(key_id, tenant_id, revoked_at, caller.actor, audit_event(
+            tenant_id=tenant_id, action="api_key.revoked", actor=caller.actor, correlation_id=caller.correlation_id,
+            subject_id=key_id, payload={"key_id": key_id, "tenant_id": tenant_id, "revoked_at": revoked_at},
+        ))
+        return {"key_id": key_id, "tenant_id": tenant_id, "status": "revoked", "revoked_at": revoked_at}
+
+    def authenticate(self, api_key: str, *, kind: str) -> Principal:
+        """The principal behind `api_key`, which must be an active key of `kind`; Unauthorized otherwise.
+        The same error for every failure, so a caller learns nothing about which part was wrong."""
+        parsed = keys.parse(api_key)
+        if parsed is None:
+            raise Unauthorized("invalid API key")
+        key_id, secret = parsed
+        item = store.find_credential_item(key_id)
+        pepper = secret_bytes(settings().api_key_pepper_secret)
+        if item is None or not keys.matches(pepper, key_id, secret, item.secret_hash):
+            raise Unauthorized("invalid API key")
+        if item.status != "active" or item.kind != kind:
+            raise Unauthorized("invalid API key")
+        return Principal(key_id=key_id, kind=item.kind, tenant_id=item.tenant_id, role=item.role)
+
+    def _store_key(self, issued: IssuedKey, *, kind: str, tenant_id: str | None, role: str, name: str | None,
+                   created_by: str, correlation_id: str) -> None:
+        secret = issued.api_key.rsplit(".", 1)[1]
+        pepper = secret_bytes(settings().api_key_pepper_secret)
+        created_at = now_rfc3339()
+        item = CredentialItem(
+            issued.key_id, kind=kind, tenant_id=tenant_id, role=role, name=name,
+            secret_hash=keys.keyed_hash(pepper, issued.key_id, secret), status="active",
+            created_at=created_at, created_by=created_by,
+        )
+        store.create_credential(item, audit_event(
+            tenant_id=tenant_id or PLATFORM_TENANT, action="api_key.created", actor=created_by,
+            correlation_id=correlation_id, subject_id=issued.key_id,
+            payload={"key_id": issued.key_id, "kind": kind, "role": role, "tenant_id": tenant_id, "name": name,
+                     "created_at": created_at},
+        ))
+
+
+def _to_config(item: TenantItem) -> TenantConfig:
+    return TenantConfig(
+        id=item.pk,
+        name=item.name,
+        jurisdictions=tuple(item.jurisdictions),
+        capabilities=plain_map(item.capabilities),
+        open_banking_provider=item.open_banking_provider,
+        status=item.status,
+        created_at=item.created_at,
+    )
