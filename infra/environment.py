@@ -3,12 +3,10 @@
 Lambda gives each function Globals.Function.Environment.Variables merged with its own Environment.Variables; the
 local stack adds endpoints and fake credentials so the same boto3/PynamoDB code reaches DynamoDB Local and moto.
 
-Limitation (one Python process hosts every function): the kernel reads its settings from os.environ when modules are
-imported, and imported modules are shared by all functions. So the variables every function shares (the Globals ones
-plus the local endpoints) are put into os.environ once, before any `moncore` or handler import, and each function's
-own variables (POWERTOOLS_SERVICE_NAME, ...) are kept as a per-function dict. The gateway overlays that dict on
-os.environ only while it imports a function's handler module (serialised by a lock), so module-level reads such as
-`Logger()` see the right service name; code that reads os.environ at request time sees only the shared variables.
+The shared variables (the Globals ones plus the local endpoints) go into this process's os.environ once, before any
+`moncore` import, because fixtures and the demo seed call the kernel in-process. Each function's handlers run in
+worker processes (infra/workers.py) that get os.environ plus the function's own variables (POWERTOOLS_SERVICE_NAME,
+...), i.e. exactly the environment Lambda would give that function.
 """
 
 from __future__ import annotations

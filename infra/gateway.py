@@ -4,10 +4,9 @@ Routes come from the `Type: Api` events of every AWS::Serverless::Function; auth
 cache TTL from the Api's `Auth`; error bodies from its `GatewayResponses`. Requests become version 1.0 proxy events and
 go to the function's `Handler` the way Lambda would call it:
 
-- A function owns a pool of "containers". A container is the handler module imported once under a unique module name
-  and serves one request at a time (powertools' resolver keeps per-request state on the module-level app object).
-  The pool grows on demand up to `max_containers`, so concurrent requests really run concurrently, like concurrent
-  Lambda invocations.
+- A function owns a pool of "containers". A container is a worker process that imported the handler once (with the
+  function's own Lambda environment) and serves one request at a time. The pool grows on demand up to
+  `max_containers`, so concurrent requests really run concurrently, like concurrent Lambda invocations.
 - The authorizer is invoked like any function. A missing identity source answers 401 without invoking it, the error
   "Unauthorized" is 401, a returned policy is evaluated against the method ARN (explicit Deny wins, else an Allow is
   needed, else 403), and results are cached per identity for `ReauthorizeEvery` seconds, as API Gateway does.
@@ -16,7 +15,6 @@ go to the function's `Handler` the way Lambda would call it:
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.util
 import json
 import logging
@@ -31,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote
 
@@ -39,6 +36,7 @@ from infra import REPO_ROOT
 from infra.environment import function_variables
 from infra.resources import LOCAL_API_ID
 from infra.template import ResolveContext, resolve, resources_of_type
+from infra.workers import FunctionError, ProcessContainer
 
 log = logging.getLogger("infra.gateway")
 
@@ -141,161 +139,86 @@ class FunctionSpec:
     timeout_seconds: int = 3
 
 
-@dataclass
-class LambdaContext:
-    """The attributes of Lambda's context object that handlers and powertools read."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    aws_request_id: str
-    deadline: float
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    identity: Any = None
-    client_context: Any = None
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
-
-
-_import_lock = threading.RLock()
-
-
-@contextlib.contextmanager
-def _function_import_scope(spec: FunctionSpec) -> Iterator[None]:
-    """While importing a handler: its CodeUri dir on sys.path and its own variables overlaid on os.environ.
-
-    Serialised, because sys.path and os.environ are process-wide (see infra/environment.py for the limitation).
-    """
-    with _import_lock:
-        saved = {name: os.environ.get(name) for name in spec.variables}
-        os.environ.update(spec.variables)
-        sys.path.insert(0, str(spec.code_dir))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(str(spec.code_dir))
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-
-def _forget_code_dir_modules(before: set[str], code_dir: Path, keep: str) -> None:
-    # Sibling modules of app.py (e.g. `schemas`) are cached in sys.modules under their plain name. Dropping them keeps
-    # two functions with a same-named sibling apart and gives every container its own copy, as separate Lambdas have.
-    root = str(code_dir.resolve())
-    for name in set(sys.modules) - before:
-        file = getattr(sys.modules[name], "__file__", None) or ""
-        if name != keep and file.startswith(root):
-            del sys.modules[name]
-
-
-def load_handler(spec: FunctionSpec, index: int) -> Callable[[dict[str, Any], Any], Any]:
-    """Import the handler module as a fresh "container" named fn_<logical id>_<index>; return the handler."""
-    module_name = f"fn_{spec.logical_id}_{index}"
-    module_spec = importlib.util.spec_from_file_location(module_name, spec.module_file)
-    if module_spec is None or module_spec.loader is None:
-        raise ImportError(f"cannot load {spec.module_file}")
-    module: ModuleType = importlib.util.module_from_spec(module_spec)
-    with _function_import_scope(spec):
-        before = set(sys.modules)
-        sys.modules[module_name] = module  # pydantic/dataclasses resolve annotations through sys.modules
-        try:
-            module_spec.loader.exec_module(module)
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
-        finally:
-            _forget_code_dir_modules(before, spec.code_dir, keep=module_name)
-    handler = getattr(module, spec.handler_name)
-    if not callable(handler):
-        raise TypeError(f"{spec.logical_id}: {spec.handler_name} is not callable")
-    return handler  # type: ignore[no-any-return]
-
-
-class Container:
-    """One imported copy of a function; one request at a time."""
-
-    def __init__(self, spec: FunctionSpec, index: int) -> None:
-        self.spec = spec
-        self.index = index
-        self._lock = threading.Lock()
-        self._handler = load_handler(spec, index)
-
-    def invoke(self, event: dict[str, Any]) -> Any:
-        context = LambdaContext(
-            function_name=self.spec.function_name,
-            invoked_function_arn=self.spec.function_arn,
-            memory_limit_in_mb=self.spec.memory_mb,
-            aws_request_id=str(uuid.uuid4()),
-            deadline=time.monotonic() + self.spec.timeout_seconds,
-            log_group_name=f"/aws/lambda/{self.spec.function_name}",
-        )
-        # Lambda hands the function a fresh JSON document and serialises what it returns: mimic both, so a response
-        # that would not serialise on AWS (a Decimal, a datetime) fails here too.
-        payload = json.loads(json.dumps(event))
-        with self._lock:
-            result = self._handler(payload, context)
-        encoded = json.dumps(result)
-        if len(encoded) > MAX_LAMBDA_RESPONSE_BYTES:
-            raise ValueError("Lambda response payload exceeds 6 MB")
-        return json.loads(encoded)
-
-
 class FunctionPool:
-    """Containers of one function, created on demand up to `max_containers` (then requests wait for a free one)."""
+    """Warm containers of one function, started on demand up to `max_containers` (then requests wait for one).
+
+    A container is a worker process (infra/workers.py) that imported the handler once and serves one request at a
+    time, like a Lambda execution environment. Processes, not threads: powertools keeps the current event on a class
+    attribute (`BaseRouter.current_event = ...`), so two requests in threads of one interpreter could read each other's
+    event, tenant included. Each worker gets exactly the function's Lambda environment: the shared variables already
+    in os.environ (template Globals + local endpoints) plus the function's own Environment.Variables.
+    """
 
     def __init__(self, spec: FunctionSpec, max_containers: int = MAX_CONTAINERS) -> None:
         self.spec = spec
         self.max_containers = max_containers
-        self._idle: list[Container] = []
-        self._created = 0
+        self._idle: list[ProcessContainer] = []
+        self._all: list[ProcessContainer] = []
+        self._starting = 0
         self._condition = threading.Condition()
 
     @property
     def size(self) -> int:
-        return self._created
+        with self._condition:
+            return len(self._all)
 
     def invoke(self, event: dict[str, Any]) -> Any:
         container = self._acquire()
         try:
             return container.invoke(event)
         finally:
-            with self._condition:
-                self._idle.append(container)
-                self._condition.notify()
+            self._release(container)
 
     def warm(self) -> None:
-        """Create the first container now (a cold start at startup instead of on the first request)."""
+        """Start the first container now (a cold start at startup instead of on the first request)."""
         with self._condition:
-            if self._created:
+            if self._all or self._starting:
                 return
-        container = self._acquire()
-        with self._condition:
-            self._idle.append(container)
-            self._condition.notify()
+        self._release(self._acquire())
 
-    def _acquire(self) -> Container:
+    def close(self) -> None:
         with self._condition:
-            while not self._idle and self._created >= self.max_containers:
+            containers, self._all, self._idle = self._all, [], []
+        for container in containers:
+            container.close()
+
+    def _acquire(self) -> ProcessContainer:
+        with self._condition:
+            while not self._idle and len(self._all) + self._starting >= self.max_containers:
                 self._condition.wait()
             if self._idle:
                 return self._idle.pop()
-            self._created += 1
-            index = self._created
+            self._starting += 1
         try:
-            # Importing outside the pool lock: other requests keep using idle containers meanwhile.
-            return Container(self.spec, index)
-        except BaseException:
+            # Started outside the pool lock: other requests keep using idle containers meanwhile.
+            container = self._start()
+        finally:
             with self._condition:
-                self._created -= 1
+                self._starting -= 1
                 self._condition.notify()
-            raise
+        with self._condition:
+            self._all.append(container)
+        return container
+
+    def _release(self, container: ProcessContainer) -> None:
+        with self._condition:
+            if container.alive:
+                self._idle.append(container)
+            elif container in self._all:  # it crashed (or timed out): the next request gets a fresh one
+                self._all.remove(container)
+            self._condition.notify()
+
+    def _start(self) -> ProcessContainer:
+        return ProcessContainer(
+            module_file=self.spec.module_file,
+            code_dir=self.spec.code_dir,
+            handler_name=self.spec.handler_name,
+            env={**os.environ, **self.spec.variables},
+            function_name=self.spec.function_name,
+            function_arn=self.spec.function_arn,
+            memory_mb=self.spec.memory_mb,
+            timeout_s=self.spec.timeout_seconds,
+        )
 
 
 # ---------------------------------------------------------------- routes and authorizers
@@ -563,14 +486,26 @@ class LocalGateway:
         return server
 
     def warm(self) -> dict[str, str]:
-        """Import one container per function now; returns {logical id: error} for the ones that failed."""
-        failures = {}
-        for logical_id, pool in self.pools.items():
+        """Start one container per function now (in parallel); returns {logical id: error} for those that failed."""
+        failures: dict[str, str] = {}
+
+        def warm_one(logical_id: str, pool: FunctionPool) -> None:
             try:
                 pool.warm()
             except Exception as error:  # reported to the caller; retried on the first request
-                failures[logical_id] = f"{type(error).__name__}: {error}"
+                failures[logical_id] = _describe(error)
+
+        threads = [threading.Thread(target=warm_one, args=item, daemon=True) for item in self.pools.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         return failures
+
+    def close(self) -> None:
+        """Stop every container (worker process)."""
+        for pool in self.pools.values():
+            pool.close()
 
     def clear_authorizer_cache(self) -> None:
         with self._auth_cache_lock:
@@ -644,7 +579,7 @@ class LocalGateway:
         except Exception as error:
             if str(error) == "Unauthorized":
                 raise AuthorizerError("UNAUTHORIZED") from None
-            log.exception("authorizer %s failed", spec.name)
+            log.error("authorizer %s failed: %s", spec.name, _describe(error))
             raise AuthorizerError("AUTHORIZER_FAILURE") from None
         if not isinstance(answer, dict) or "principalId" not in answer or "policyDocument" not in answer:
             log.error("authorizer %s returned no principalId/policyDocument: %r", spec.name, answer)
@@ -696,9 +631,9 @@ class LocalGateway:
         try:
             result = self.pools[route.function].invoke(event)
             return self._proxy_response(result, request)
-        except Exception:
+        except Exception as error:
             # On AWS: the function's error goes to its log, the caller gets 502 Internal server error.
-            log.exception("%s %s: function %s failed", request.method, request.path, route.function)
+            log.error("%s %s: function %s failed: %s", request.method, request.path, route.function, _describe(error))
             return self.gateway_response("DEFAULT_5XX", request)
 
     def proxy_event(
@@ -824,6 +759,13 @@ class LocalGateway:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _describe(error: Exception) -> str:
+    # A handler's exception arrives from its worker process with the worker's traceback.
+    if isinstance(error, FunctionError):
+        return f"{error.error_type}: {error}\n{error.trace}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _normalise_path(path: str) -> str:

@@ -190,12 +190,13 @@ class LocalStack:
         self.state_dir = state_dir or REPO_ROOT / ".local"
         self.backend = LocalBackend(parameters, template_path)
         self.server: LocalHTTPServer | None = None
+        self.gateway: LocalGateway | None = None
         self.info: StackInfo | None = None
 
     def start(self) -> StackInfo:
         try:
             self.backend.start()
-            gateway = self.backend.gateway()
+            self.gateway = gateway = self.backend.gateway()
             for logical_id, error in gateway.warm().items():
                 log.warning("function %s failed to initialise: %s", logical_id, error)
             self.server = gateway.serve(self.host, self.port)
@@ -225,6 +226,9 @@ class LocalStack:
         server, self.server = self.server, None
         if server is not None:
             server.stop()
+        gateway, self.gateway = self.gateway, None
+        if gateway is not None:
+            gateway.close()
         self.backend.stop()
 
     def __enter__(self) -> StackInfo:

@@ -101,7 +101,7 @@ def _chained_handler(previous: Any) -> Any:
     return handler
 
 
-def _die_with_parent() -> Any:
+def die_with_parent() -> Any:
     """preexec_fn: SIGKILL the child when the parent dies (Linux). Resolved before fork: the child only calls it."""
     if not sys.platform.startswith("linux"):
         return None
@@ -165,7 +165,7 @@ class DynamoDBLocal:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() kills the group, never just the launcher
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - only calls a pre-resolved prctl
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - only calls a pre-resolved prctl
         )
         _register(self)
         if wait:

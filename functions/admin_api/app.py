@@ -6,6 +6,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from moncore.domain.context import Result
 from moncore.http.resolver import admin_caller, handle, idempotent, make_app
 from moncore.http.schemas import CreateTenant, Empty, Id
@@ -52,7 +53,9 @@ def revoke_api_key(tenant_id: PathId, key_id: PathId) -> dict[str, Any]:
 def _issued(tenant_id: str, issued: IssuedKey) -> Result:
     body = {"key_id": issued.key_id, "api_key": issued.api_key, "tenant_id": tenant_id}
     # A replay must not show the secret again (it is stored nowhere): it answers the key id only.
-    return Result(body, replay_body=body | {"api_key": None, "note": "The secret is shown once; only its keyed hash is stored."})
+    return Result(
+        body, replay_body=body | {"api_key": None, "note": "The secret is shown once; only its keyed hash is stored."}
+    )
 
 
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

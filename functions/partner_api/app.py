@@ -6,6 +6,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
 from moncore.http.schemas import CreateAccount, CreateFunding, CreateTransfer, CreateUser, Id
 from moncore.ledger.service import LedgerService
@@ -13,8 +14,11 @@ from moncore.ledger.service import LedgerService
 logger = Logger()
 app = make_app(logger)
 ledger = LedgerService()
-app.configure_openapi(title="MonCore partner API", version="1.0.0",
-                      description="Partner plane: users, accounts, fundings, transfers, transactions.")
+app.configure_openapi(
+    title="MonCore partner API",
+    version="1.0.0",
+    description="Partner plane: users, accounts, fundings, transfers, transactions.",
+)
 
 PathId = Annotated[Id, Path()]
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.processes import die_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_SECONDS = 180
 
@@ -84,6 +86,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in the test terminal reaches pytest, which then stops the stack
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - a SIGKILLed pytest leaves no stack behind
         )
     try:
         state = _wait_for_state(process, state_dir / "stack.json", log_file)

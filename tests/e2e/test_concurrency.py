@@ -36,8 +36,9 @@ class Client:
         return self.local.session  # type: ignore[no-any-return]
 
     def post(self, path: str, body: dict[str, Any], key: str) -> requests.Response:
-        return self._session().post(f"{self.base_url}{path}", json=body, timeout=60,
-                                    headers=self.headers | {"Idempotency-Key": key})
+        return self._session().post(
+            f"{self.base_url}{path}", json=body, timeout=60, headers=self.headers | {"Idempotency-Key": key}
+        )
 
     def get(self, path: str, **params: Any) -> requests.Response:
         return self._session().get(f"{self.base_url}{path}", params=params, timeout=60, headers=self.headers)
@@ -57,27 +58,41 @@ def _entries(client: Client, account_id: str) -> list[dict[str, Any]]:
 
 def _fresh_tenant_key(stack: Any) -> str:
     admin = {"Authorization": f"Bearer {stack.admin_key}"}
-    made = requests.post(f"{stack.base_url}/admin/v1/tenants", json={"name": "Concurrency", "jurisdictions": ["FR"]},
-                         headers=admin | {"Idempotency-Key": str(uuid.uuid4())}, timeout=60)
+    made = requests.post(
+        f"{stack.base_url}/admin/v1/tenants",
+        json={"name": "Concurrency", "jurisdictions": ["FR"]},
+        headers=admin | {"Idempotency-Key": str(uuid.uuid4())},
+        timeout=60,
+    )
     assert made.status_code == 201, made.text
-    issued = requests.post(f"{stack.base_url}/admin/v1/tenants/{made.json()['id']}/api-keys", json={},
-                           headers=admin | {"Idempotency-Key": str(uuid.uuid4())}, timeout=60)
+    issued = requests.post(
+        f"{stack.base_url}/admin/v1/tenants/{made.json()['id']}/api-keys",
+        json={},
+        headers=admin | {"Idempotency-Key": str(uuid.uuid4())},
+        timeout=60,
+    )
     assert issued.status_code == 201, issued.text
     return str(issued.json()["api_key"])
 
 
 def test_concurrent_transfers_keep_every_invariant(stack: Any) -> None:
     client = Client(stack.base_url, _fresh_tenant_key(stack))
-    user = client.post("/v1/users", {"external_ref": f"conc-{uuid.uuid4().hex}", "full_name": "Con Current",
-                                     "country": "FR"}, str(uuid.uuid4()))
+    user = client.post(
+        "/v1/users",
+        {"external_ref": f"conc-{uuid.uuid4().hex}", "full_name": "Con Current", "country": "FR"},
+        str(uuid.uuid4()),
+    )
     assert user.status_code == 201, user.text
     accounts = []
     for _ in range(ACCOUNTS):
         made = client.post("/v1/accounts", {"user_id": user.json()["id"], "currency": "EUR"}, str(uuid.uuid4()))
         assert made.status_code == 201, made.text
         accounts.append(made.json()["id"])
-        funded = client.post("/v1/fundings", {"account_id": accounts[-1], "amount_minor": FUNDING_MINOR,
-                                              "currency": "EUR"}, str(uuid.uuid4()))
+        funded = client.post(
+            "/v1/fundings",
+            {"account_id": accounts[-1], "amount_minor": FUNDING_MINOR, "currency": "EUR"},
+            str(uuid.uuid4()),
+        )
         assert funded.status_code == 201, funded.text
 
     accepted: dict[str, tuple[dict[str, Any], str]] = {}  # idempotency key -> (body, txn id)
@@ -98,8 +113,12 @@ def test_concurrent_transfers_keep_every_invariant(stack: Any) -> None:
             else:
                 src, dst = rng.sample(accounts, 2)
                 key = str(uuid.uuid4())
-                body = {"from_account_id": src, "to_account_id": dst, "amount_minor": rng.randint(1, 3_000),
-                        "currency": "EUR"}
+                body = {
+                    "from_account_id": src,
+                    "to_account_id": dst,
+                    "amount_minor": rng.randint(1, 3_000),
+                    "currency": "EUR",
+                }
                 mine.append((key, body))
             response = client.post("/v1/transfers", body, key)
             with lock:
@@ -115,7 +134,7 @@ def test_concurrent_transfers_keep_every_invariant(stack: Any) -> None:
     # exactly one transaction per accepted key, and it is the accepted one
     txn_ids = [txn_id for _, txn_id in accepted.values()]
     assert len(txn_ids) == len(set(txn_ids))
-    for key, (body, txn_id) in accepted.items():
+    for body, txn_id in accepted.values():
         txn = client.get(f"/v1/transactions/{txn_id}").json()
         assert txn["status"] == "SETTLED" and txn["amount_minor"] == body["amount_minor"]
         assert sum(leg["amount_minor"] for leg in txn["legs"]) == 0  # zero-sum per transaction (one currency)
@@ -140,8 +159,14 @@ def test_concurrent_transfers_keep_every_invariant(stack: Any) -> None:
     assert total + clearing == 0  # zero-sum per currency across the tenant, system account included
 
 
-def _record(response: requests.Response, key: str, body: dict[str, Any], accepted: dict[str, Any],
-            sent: dict[str, dict[str, Any]], outcomes: Counter[str]) -> None:
+def _record(
+    response: requests.Response,
+    key: str,
+    body: dict[str, Any],
+    accepted: dict[str, Any],
+    sent: dict[str, dict[str, Any]],
+    outcomes: Counter[str],
+) -> None:
     status = response.status_code
     assert status < 500, response.text
     assert response.headers.get("X-Correlation-Id")

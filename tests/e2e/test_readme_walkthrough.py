@@ -16,16 +16,18 @@ def test_new_user_follows_the_readme(stack: Any) -> None:
     headers = {"Authorization": f"Bearer {stack.tenant_key}", "Content-Type": "application/json"}
 
     def post(path: str, body: dict[str, Any], key: str | None = None) -> requests.Response:
-        return requests.post(f"{base}{path}", json=body, timeout=30,
-                             headers=headers | {"Idempotency-Key": key or str(uuid.uuid4())})
+        return requests.post(
+            f"{base}{path}", json=body, timeout=30, headers=headers | {"Idempotency-Key": key or str(uuid.uuid4())}
+        )
 
     assert requests.get(f"{base}/health", timeout=10).status_code == 200
     spec = requests.get(f"{base}/v1/openapi.json", timeout=10)
     assert spec.status_code == 200 and "/v1/transfers" in spec.json()["paths"]
     assert requests.get(f"{base}/docs", timeout=10).status_code == 200
 
-    user = post("/v1/users", {"external_ref": f"alice-{uuid.uuid4().hex[:8]}", "full_name": "Alice Martin",
-                              "country": "FR"}).json()["id"]
+    user = post(
+        "/v1/users", {"external_ref": f"alice-{uuid.uuid4().hex[:8]}", "full_name": "Alice Martin", "country": "FR"}
+    ).json()["id"]
     a = post("/v1/accounts", {"user_id": user, "currency": "EUR"}).json()["id"]
     b = post("/v1/accounts", {"user_id": user, "currency": "EUR"}).json()["id"]
     funded = post("/v1/fundings", {"account_id": a, "amount_minor": 10000, "currency": "EUR"})
@@ -48,6 +50,9 @@ def test_gateway_errors_are_problem_json_over_http(stack: Any) -> None:
     assert no_key.headers["X-Correlation-Id"]
     unknown = requests.get(f"{stack.base_url}/nope", timeout=10)
     assert unknown.status_code in (403, 404) and unknown.headers["Content-Type"] == "application/problem+json"
-    echoed = requests.get(f"{stack.base_url}/v1/accounts/acc_x", timeout=10,
-                          headers={"Authorization": f"Bearer {stack.tenant_key}", "X-Correlation-Id": "trace-42"})
+    echoed = requests.get(
+        f"{stack.base_url}/v1/accounts/acc_x",
+        timeout=10,
+        headers={"Authorization": f"Bearer {stack.tenant_key}", "X-Correlation-Id": "trace-42"},
+    )
     assert echoed.status_code == 404 and echoed.headers["X-Correlation-Id"] == "trace-42"

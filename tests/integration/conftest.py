@@ -41,11 +41,12 @@ def local_backend() -> Iterator[LocalBackend]:
 
 
 @pytest.fixture(scope="session")
-def gateway(local_backend: LocalBackend) -> LocalGateway:
+def gateway(local_backend: LocalBackend) -> Iterator[LocalGateway]:
     """The template's API, in-process (handle() takes a request, no sockets), authorizer cache TTL 0."""
     local_gateway = local_backend.gateway()
     local_gateway.access_log = False
-    return local_gateway
+    yield local_gateway
+    local_gateway.close()  # stop the worker processes (Lambda containers)
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +57,9 @@ def admin_key(local_backend: LocalBackend) -> str:
 
 
 class Caller:
-    """call(method, path, key=None, json=None, headers=None, query=None) -> GatewayResponse.
+    """call(method, path, key=None, json=None, headers=None, query=None, data=None) -> GatewayResponse.
 
+    `json` is serialised with Content-Type application/json; `data` (bytes or str) is sent as-is, for malformed bodies.
     The response has .status, .headers (case-insensitive), .body (bytes), .text and .json().
     """
 
@@ -72,9 +74,10 @@ class Caller:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str | list[str]] | None = None,
+        data: bytes | str | None = None,
     ) -> GatewayResponse:
         request_headers = {"Host": "localhost", "User-Agent": "pytest"}
-        body = b""
+        body = data.encode() if isinstance(data, str) else data or b""
         if json is not None:
             body = jsonlib.dumps(json).encode()
             request_headers["Content-Type"] = "application/json"

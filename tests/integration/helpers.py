@@ -21,7 +21,9 @@ class Tenant:
 
 
 def new_tenant(call: Any, admin_key: str, name: str = "Test Tenant") -> Tenant:
-    made = call("POST", "/admin/v1/tenants", key=admin_key, json={"name": name, "jurisdictions": ["FR"]}, headers=idem())
+    made = call(
+        "POST", "/admin/v1/tenants", key=admin_key, json={"name": name, "jurisdictions": ["FR"]}, headers=idem()
+    )
     assert made.status == 201, made.json()
     issued = call("POST", f"/admin/v1/tenants/{made.json()['id']}/api-keys", key=admin_key, json={}, headers=idem())
     assert issued.status == 201, issued.json()
@@ -29,8 +31,13 @@ def new_tenant(call: Any, admin_key: str, name: str = "Test Tenant") -> Tenant:
 
 
 def new_user(call: Any, tenant: Tenant) -> str:
-    made = call("POST", "/v1/users", key=tenant.key, headers=idem(),
-                json={"external_ref": uuid.uuid4().hex, "full_name": "Ada Lovelace", "country": "GB"})
+    made = call(
+        "POST",
+        "/v1/users",
+        key=tenant.key,
+        headers=idem(),
+        json={"external_ref": uuid.uuid4().hex, "full_name": "Ada Lovelace", "country": "GB"},
+    )
     assert made.status == 201, made.json()
     return str(made.json()["id"])
 
@@ -42,8 +49,13 @@ def new_account(call: Any, tenant: Tenant, user_id: str, currency: str = "EUR") 
 
 
 def fund(call: Any, tenant: Tenant, account_id: str, amount_minor: int, currency: str = "EUR") -> dict[str, Any]:
-    made = call("POST", "/v1/fundings", key=tenant.key, headers=idem(),
-                json={"account_id": account_id, "amount_minor": amount_minor, "currency": currency})
+    made = call(
+        "POST",
+        "/v1/fundings",
+        key=tenant.key,
+        headers=idem(),
+        json={"account_id": account_id, "amount_minor": amount_minor, "currency": currency},
+    )
     assert made.status == 201, made.json()
     return dict(made.json())
 

@@ -67,12 +67,18 @@ def test_missing_fields(call: Any, world: dict[str, Any], missing: str) -> None:
     assert got.status == 422 and any(missing in e["loc"] for e in got.json()["errors"])
 
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b"null", b"\"x\"", b"\xff\xfe", b"{\"amount_minor\": NaN}",
-                                 b"[" * 5000 + b"]" * 5000])
+@pytest.mark.parametrize(
+    "raw", [b"{", b"[]", b"null", b'"x"', b"\xff\xfe", b'{"amount_minor": NaN}', b"[" * 5000 + b"]" * 5000]
+)
 def test_malformed_json(call: Any, world: dict[str, Any], raw: bytes) -> None:
     before = ledger_items(world["tenant"].id)
-    got = call("POST", "/v1/transfers", key=world["tenant"].key, headers=idem() | {"Content-Type": "application/json"},
-               data=raw)
+    got = call(
+        "POST",
+        "/v1/transfers",
+        key=world["tenant"].key,
+        headers=idem() | {"Content-Type": "application/json"},
+        data=raw,
+    )
     assert 400 <= got.status < 500, (raw[:20], got.status, got.body)
     assert got.headers["Content-Type"] == "application/problem+json"
     assert ledger_items(world["tenant"].id) == before
@@ -92,10 +98,17 @@ def test_missing_idempotency_key(call: Any, world: dict[str, Any]) -> None:
 def test_unknown_and_foreign_accounts_are_404(call: Any, world: dict[str, Any]) -> None:
     tenant: Tenant = world["tenant"]
     for account in ("acc_does_not_exist", world["foreign"]):
-        moved = call("POST", "/v1/transfers", key=tenant.key, headers=idem(), json=_transfer(world, to_account_id=account))
+        moved = call(
+            "POST", "/v1/transfers", key=tenant.key, headers=idem(), json=_transfer(world, to_account_id=account)
+        )
         assert moved.status == 404 and moved.json()["code"] == "not_found"
-        funded = call("POST", "/v1/fundings", key=tenant.key, headers=idem(),
-                      json={"account_id": account, "amount_minor": 5, "currency": "EUR"})
+        funded = call(
+            "POST",
+            "/v1/fundings",
+            key=tenant.key,
+            headers=idem(),
+            json={"account_id": account, "amount_minor": 5, "currency": "EUR"},
+        )
         assert funded.status == 404
         assert call("GET", f"/v1/accounts/{account}", key=tenant.key).status == 404
         assert call("GET", f"/v1/accounts/{account}/entries", key=tenant.key).status == 404

@@ -37,9 +37,13 @@ def test_user_account_funding_transfer_and_reads(call: Any, tenant: Tenant) -> N
     assert funding["status"] == "SETTLED" and funding["type"] == "funding"
     assert funding["provider"]["name"] == "sandbox_open_banking" and funding["provider"]["reference"]
 
-    sent = call("POST", "/v1/transfers", key=tenant.key, headers=idem() | {"X-Correlation-Id": "corr-123"},
-                json={"from_account_id": a, "to_account_id": b, "amount_minor": 2_550, "currency": "EUR",
-                      "reference": "rent"})
+    sent = call(
+        "POST",
+        "/v1/transfers",
+        key=tenant.key,
+        headers=idem() | {"X-Correlation-Id": "corr-123"},
+        json={"from_account_id": a, "to_account_id": b, "amount_minor": 2_550, "currency": "EUR", "reference": "rent"},
+    )
     assert sent.status == 201, sent.json()
     assert sent.headers["X-Correlation-Id"] == "corr-123"
     txn = sent.json()
@@ -49,8 +53,14 @@ def test_user_account_funding_transfer_and_reads(call: Any, tenant: Tenant) -> N
 
     assert balance(call, tenant, a)["available_minor"] == 7_450
     assert balance(call, tenant, b) | {"version": 0} == {
-        "posted_minor": 2550, "pending_minor": 0, "available_minor": 2550, "posted": "25.50", "pending": "0.00",
-        "available": "25.50", "version": 0}
+        "posted_minor": 2550,
+        "pending_minor": 0,
+        "available_minor": 2550,
+        "posted": "25.50",
+        "pending": "0.00",
+        "available": "25.50",
+        "version": 0,
+    }
 
     got = call("GET", f"/v1/transactions/{txn['id']}", key=tenant.key)
     assert got.status == 200 and got.json()["legs"] == txn["legs"]
@@ -67,8 +77,13 @@ def test_every_transaction_sums_to_zero_and_balances_derive_from_entries(call: A
     fund(call, tenant, accounts[0], 5_000)
     for i in range(6):
         src, dst = accounts[i % 3], accounts[(i + 1) % 3]
-        call("POST", "/v1/transfers", key=tenant.key, headers=idem(),
-             json={"from_account_id": src, "to_account_id": dst, "amount_minor": 700, "currency": "EUR"})
+        call(
+            "POST",
+            "/v1/transfers",
+            key=tenant.key,
+            headers=idem(),
+            json={"from_account_id": src, "to_account_id": dst, "amount_minor": 700, "currency": "EUR"},
+        )
     legs = [i for i in ledger_items(tenant.id) if i["sk"].startswith("LEG#")]
     per_txn: dict[str, int] = defaultdict(int)
     per_account: dict[str, int] = defaultdict(int)
@@ -86,13 +101,22 @@ def test_entries_paginate_with_cursor(call: Any, tenant: Tenant) -> None:
     a, b = new_account(call, tenant, user), new_account(call, tenant, user)
     fund(call, tenant, a, 1_000)
     for _ in range(4):
-        call("POST", "/v1/transfers", key=tenant.key, headers=idem(),
-             json={"from_account_id": a, "to_account_id": b, "amount_minor": 10, "currency": "EUR"})
+        call(
+            "POST",
+            "/v1/transfers",
+            key=tenant.key,
+            headers=idem(),
+            json={"from_account_id": a, "to_account_id": b, "amount_minor": 10, "currency": "EUR"},
+        )
     seen: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = call("GET", f"/v1/accounts/{a}/entries", key=tenant.key,
-                    query={"limit": "2"} | ({"cursor": cursor} if cursor else {}))
+        page = call(
+            "GET",
+            f"/v1/accounts/{a}/entries",
+            key=tenant.key,
+            query={"limit": "2"} | ({"cursor": cursor} if cursor else {}),
+        )
         assert page.status == 200, page.json()
         seen.extend(page.json()["items"])
         cursor = page.json()["next_cursor"]
@@ -121,8 +145,13 @@ def test_insufficient_funds_posts_nothing(call: Any, tenant: Tenant) -> None:
     a, b = new_account(call, tenant, user), new_account(call, tenant, user)
     fund(call, tenant, a, 100)
     before = ledger_items(tenant.id)
-    refused = call("POST", "/v1/transfers", key=tenant.key, headers=idem(),
-                   json={"from_account_id": a, "to_account_id": b, "amount_minor": 101, "currency": "EUR"})
+    refused = call(
+        "POST",
+        "/v1/transfers",
+        key=tenant.key,
+        headers=idem(),
+        json={"from_account_id": a, "to_account_id": b, "amount_minor": 101, "currency": "EUR"},
+    )
     assert refused.status == 422 and refused.json()["code"] == "insufficient_funds"
     assert refused.headers["Content-Type"] == "application/problem+json"
     assert ledger_items(tenant.id) == before
@@ -181,8 +210,9 @@ def test_ledger_refuses_second_posting_after_idempotency_record_is_gone(call: An
     assert balance(call, tenant, a)["available_minor"] == 600  # posted once
 
     table.delete_item(Key={"pk": f"{tenant.id}#{key}"})
-    changed = call("POST", "/v1/transfers", key=tenant.key, headers={"Idempotency-Key": key},
-                   json=body | {"amount_minor": 1})
+    changed = call(
+        "POST", "/v1/transfers", key=tenant.key, headers={"Idempotency-Key": key}, json=body | {"amount_minor": 1}
+    )
     assert changed.status == 409 and changed.json()["code"] == "idempotency_key_reused"
     assert "amount_minor" in changed.json()["detail"]
     assert balance(call, tenant, a)["available_minor"] == 600
@@ -192,8 +222,13 @@ def test_same_key_on_another_tenant_is_independent(call: Any, admin_key: str, te
     other = new_tenant(call, admin_key, "Other")
     key = {"Idempotency-Key": "shared-key"}
     for t in (tenant, other):
-        made = call("POST", "/v1/users", key=t.key, headers=key,
-                    json={"external_ref": "same", "full_name": "Same Name", "country": "FR"})
+        made = call(
+            "POST",
+            "/v1/users",
+            key=t.key,
+            headers=key,
+            json={"external_ref": "same", "full_name": "Same Name", "country": "FR"},
+        )
         assert made.status == 201 and "Idempotency-Replayed" not in made.headers
 
 
@@ -201,19 +236,35 @@ def test_currency_mismatch_and_system_accounts(call: Any, tenant: Tenant) -> Non
     user = new_user(call, tenant)
     eur, gbp = new_account(call, tenant, user, "EUR"), new_account(call, tenant, user, "GBP")
     fund(call, tenant, eur, 100)
-    mixed = call("POST", "/v1/transfers", key=tenant.key, headers=idem(),
-                 json={"from_account_id": eur, "to_account_id": gbp, "amount_minor": 10, "currency": "EUR"})
+    mixed = call(
+        "POST",
+        "/v1/transfers",
+        key=tenant.key,
+        headers=idem(),
+        json={"from_account_id": eur, "to_account_id": gbp, "amount_minor": 10, "currency": "EUR"},
+    )
     assert mixed.status == 422 and mixed.json()["code"] == "currency_mismatch"
-    from_clearing = call("POST", "/v1/transfers", key=tenant.key, headers=idem(),
-                         json={"from_account_id": "sys_funding_clearing_eur", "to_account_id": eur,
-                               "amount_minor": 10, "currency": "EUR"})
+    from_clearing = call(
+        "POST",
+        "/v1/transfers",
+        key=tenant.key,
+        headers=idem(),
+        json={
+            "from_account_id": "sys_funding_clearing_eur",
+            "to_account_id": eur,
+            "amount_minor": 10,
+            "currency": "EUR",
+        },
+    )
     assert from_clearing.status == 422
     clearing = call("GET", "/v1/accounts/sys_funding_clearing_eur", key=tenant.key)
     assert clearing.status == 200 and clearing.json()["balance"]["posted_minor"] == -100
 
 
 def test_account_for_unknown_user_and_duplicate_external_ref(call: Any, tenant: Tenant) -> None:
-    missing = call("POST", "/v1/accounts", key=tenant.key, headers=idem(), json={"user_id": "usr_nope", "currency": "EUR"})
+    missing = call(
+        "POST", "/v1/accounts", key=tenant.key, headers=idem(), json={"user_id": "usr_nope", "currency": "EUR"}
+    )
     assert missing.status == 404 and missing.json()["code"] == "not_found"
     body = {"external_ref": "dup-1", "full_name": "A B", "country": "FR"}
     assert call("POST", "/v1/users", key=tenant.key, headers=idem(), json=body).status == 201

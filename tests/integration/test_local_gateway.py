@@ -11,7 +11,7 @@ import os
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def lambda_handler(event, context):
         time.sleep(0.5)
     body = event["body"]
     seen = {
-        "module": __name__,
+        "pid": os.getpid(),
         "resource": event["resource"],
         "path": event["path"],
         "method": event["httpMethod"],
@@ -155,7 +155,9 @@ def fake_api(tmp_path: Path, template_path: Path) -> Path:
     """A template + handlers in tmp_path, with the real template's GatewayResponses."""
     real = load_template(template_path)
     responses = real["Resources"]["MonCoreApi"]["Properties"]["GatewayResponses"]
-    text = FAKE_TEMPLATE.replace("      Auth:\n        Default", "      GatewayResponses: RESPONSES\n      Auth:\n        Default")
+    text = FAKE_TEMPLATE.replace(
+        "      Auth:\n        Default", "      GatewayResponses: RESPONSES\n      Auth:\n        Default"
+    )
     text = text.replace("RESPONSES", json.dumps(responses))
     (tmp_path / "template.yaml").write_text(text)
     for name, source in (("auth", AUTH_HANDLER.format(calls=str(tmp_path / "calls.jsonl"))), ("echo", ECHO_HANDLER)):
@@ -168,16 +170,20 @@ MakeGateway = Callable[..., LocalGateway]
 
 
 @pytest.fixture
-def make_gateway(fake_api: Path) -> MakeGateway:
+def make_gateway(fake_api: Path) -> Iterator[MakeGateway]:
     def make(ttl: int = 0, clock: Callable[[], float] = time.monotonic, max_containers: int = 8) -> LocalGateway:
         template = load_template(fake_api / "template.yaml")
         ctx = ResolveContext(parameter_values(template, {"AuthorizerCacheTtlSeconds": str(ttl)}))
         name_resources(template, ctx)  # the fake template has no tables: names are all it needs
         gateway = LocalGateway(template, ctx, base_dir=fake_api, clock=clock, max_containers=max_containers)
         gateway.access_log = False
+        made.append(gateway)
         return gateway
 
-    return make
+    made: list[LocalGateway] = []
+    yield make
+    for gateway in made:
+        gateway.close()
 
 
 @pytest.fixture
@@ -342,7 +348,7 @@ def test_function_environment_is_lambdas(gateway: LocalGateway, monkeypatch: pyt
     seen = get(gateway, "/public", token=None).json()
     assert seen["service_at_import"] == "echo"
     assert seen["shared_setting"] == "shared-test"
-    assert os.environ.get("POWERTOOLS_SERVICE_NAME") != "echo"  # overlaid only while importing
+    assert os.environ.get("POWERTOOLS_SERVICE_NAME") != "echo"  # the function's own variables stay in its container
 
 
 def test_concurrent_requests_get_their_own_containers(make_gateway: MakeGateway) -> None:
@@ -361,7 +367,7 @@ def test_concurrent_requests_get_their_own_containers(make_gateway: MakeGateway)
         thread.join()
     elapsed = time.monotonic() - started
     assert [r.status for r in results] == [200] * 6
-    assert len({r.json()["module"] for r in results}) == 3
+    assert len({r.json()["pid"] for r in results}) == 3  # three containers (worker processes)
     assert gateway.pools["EchoFunction"].size == 3
     assert elapsed < 6 * 0.5  # 6 requests x 0.5 s over 3 containers: about 1 s, never serial
 

@@ -8,7 +8,7 @@ import pytest
 
 from infra.local_stack import LocalBackend
 from infra.resources import create_resources
-from infra.template import resources_of_type, resolve
+from infra.template import resolve, resources_of_type
 
 pytestmark = pytest.mark.xdist_group("integration")
 

@@ -12,8 +12,13 @@ pytestmark = pytest.mark.xdist_group("integration")
 
 
 def test_tenant_creation_starts_issuer_gated_capabilities_disabled(call: Any, admin_key: str) -> None:
-    made = call("POST", "/admin/v1/tenants", key=admin_key, headers=idem(),
-                json={"name": "Gated", "jurisdictions": ["GB", "FR"]})
+    made = call(
+        "POST",
+        "/admin/v1/tenants",
+        key=admin_key,
+        headers=idem(),
+        json={"name": "Gated", "jurisdictions": ["GB", "FR"]},
+    )
     assert made.status == 201
     caps = made.json()["capabilities"]
     for gated in ("card_issuing", "card_clearing", "withdrawals", "settlement_finalization"):
@@ -52,8 +57,17 @@ def test_revoking_another_tenants_key_is_404(call: Any, admin_key: str) -> None:
     assert call("GET", "/v1/users/usr_x", key=b.key).status == 404  # b's key still works
 
 
-@pytest.mark.parametrize("authorization", [None, "", "Bearer", "Bearer nope", "Basic abc",
-                                           "Bearer mc.key_00000000000000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer nope",
+        "Basic abc",
+        "Bearer mc.key_00000000000000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ],
+)
 def test_bad_credentials_are_401_problem_json(call: Any, authorization: str | None) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
     got = call("GET", "/v1/users/usr_x", headers=headers)
@@ -66,8 +80,12 @@ def test_keys_only_reach_their_own_plane(call: Any, admin_key: str) -> None:
     tenant = new_tenant(call, admin_key)
     assert call("GET", "/v1/users/usr_x", key=admin_key).status == 403
     assert call("GET", f"/admin/v1/tenants/{tenant.id}", key=tenant.key).status == 403
-    assert call("POST", "/admin/v1/tenants", key=tenant.key, headers=idem(),
-                json={"name": "x", "jurisdictions": ["FR"]}).status == 403
+    assert (
+        call(
+            "POST", "/admin/v1/tenants", key=tenant.key, headers=idem(), json={"name": "x", "jurisdictions": ["FR"]}
+        ).status
+        == 403
+    )
 
 
 def test_other_tenants_ids_answer_404(call: Any, admin_key: str) -> None:
@@ -76,8 +94,9 @@ def test_other_tenants_ids_answer_404(call: Any, admin_key: str) -> None:
     account = new_account(call, a, user)
     assert call("GET", f"/v1/users/{user}", key=b.key).status == 404
     assert call("GET", f"/v1/accounts/{account}", key=b.key).status == 404
-    assert call("POST", "/v1/accounts", key=b.key, headers=idem(),
-                json={"user_id": user, "currency": "EUR"}).status == 404
+    assert (
+        call("POST", "/v1/accounts", key=b.key, headers=idem(), json={"user_id": user, "currency": "EUR"}).status == 404
+    )
 
 
 def test_unknown_route_is_problem_json(call: Any, admin_key: str) -> None:

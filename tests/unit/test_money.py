@@ -20,8 +20,17 @@ def test_non_currencies_are_refused(code: object) -> None:
 
 @pytest.mark.parametrize(
     ("amount", "currency", "text"),
-    [(1234, "EUR", "12.34"), (-1234, "EUR", "-12.34"), (5, "EUR", "0.05"), (-5, "EUR", "-0.05"), (0, "EUR", "0.00"),
-     (1234, "JPY", "1234"), (1, "BHD", "0.001"), (12345, "BHD", "12.345"), (MAX_AMOUNT_MINOR, "EUR", "10000000000000.00")],
+    [
+        (1234, "EUR", "12.34"),
+        (-1234, "EUR", "-12.34"),
+        (5, "EUR", "0.05"),
+        (-5, "EUR", "-0.05"),
+        (0, "EUR", "0.00"),
+        (1234, "JPY", "1234"),
+        (1, "BHD", "0.001"),
+        (12345, "BHD", "12.345"),
+        (MAX_AMOUNT_MINOR, "EUR", "10000000000000.00"),
+    ],
 )
 def test_format_minor(amount: int, currency: str, text: str) -> None:
     assert format_minor(amount, currency) == text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,10 +116,10 @@ def test_parameters_defaults_overrides_and_validation(short_tags: dict[str, obje
 # ---------------------------------------------------------------- the real template.yaml
 
 
-def _real_ctx(template_path: Path) -> tuple[dict[str, object], ResolveContext]:
+def _real_ctx(template_path: Path) -> tuple[dict[str, Any], ResolveContext]:
     template = load_template(template_path)
     ctx = ResolveContext(parameter_values(template, {"EnvironmentName": "sandbox"}))
-    for logical_id, resource in template["Resources"].items():  # type: ignore[attr-defined]
+    for logical_id, resource in template["Resources"].items():
         if resource["Type"] == "AWS::DynamoDB::Table":
             ctx.refs[logical_id] = resolve(resource["Properties"]["TableName"], ctx)
     ctx.refs.update({"ApiKeyPepperSecret": "secret-arn", "EvidenceBucket": "bucket", "SigningKey": "key-id"})
@@ -127,9 +128,9 @@ def _real_ctx(template_path: Path) -> tuple[dict[str, object], ResolveContext]:
 
 def test_real_template_loads_and_names_resources(template_path: Path) -> None:
     template, ctx = _real_ctx(template_path)
-    bucket = template["Resources"]["EvidenceBucket"]["Properties"]  # type: ignore[index]
+    bucket = template["Resources"]["EvidenceBucket"]["Properties"]
     assert resolve(bucket["BucketName"], ctx) == "moncore-sandbox-evidence-123456789012-eu-west-1"
-    key_policy = resolve(template["Resources"]["SigningKey"]["Properties"]["KeyPolicy"], ctx)  # type: ignore[index]
+    key_policy = resolve(template["Resources"]["SigningKey"]["Properties"]["KeyPolicy"], ctx)
     assert key_policy["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
 
 
@@ -146,7 +147,7 @@ def test_real_template_function_environment(template_path: Path) -> None:
 
 def test_table_request_keeps_schema_and_drops_what_dynamodb_local_rejects(template_path: Path) -> None:
     template, ctx = _real_ctx(template_path)
-    ledger = resolve(template["Resources"]["LedgerTable"]["Properties"], ctx)  # type: ignore[index]
+    ledger = resolve(template["Resources"]["LedgerTable"]["Properties"], ctx)
     request = table_request(ledger)
     assert request["TableName"] == "moncore-sandbox-ledger"
     assert request["BillingMode"] == "PAY_PER_REQUEST"

@@ -65,7 +65,13 @@ def test_pair_needs_distinct_accounts_of_one_currency() -> None:
 def test_authorized_hold_reduces_available_of_debtor_only() -> None:
     legs = (Leg(ALICE, -70, Phase.AUTHORIZED), Leg(BOB, 70, Phase.AUTHORIZED))
     changes = {c.account.account_id: c for c in balance_changes(legs)}
-    assert (changes["acc_a"].posted_delta_minor, changes["acc_a"].pending_delta_minor,
-            changes["acc_a"].available_delta_minor) == (0, -70, -70)
-    assert (changes["acc_b"].posted_delta_minor, changes["acc_b"].pending_delta_minor,
-            changes["acc_b"].available_delta_minor) == (0, 70, 0)
+    assert (
+        changes["acc_a"].posted_delta_minor,
+        changes["acc_a"].pending_delta_minor,
+        changes["acc_a"].available_delta_minor,
+    ) == (0, -70, -70)
+    assert (
+        changes["acc_b"].posted_delta_minor,
+        changes["acc_b"].pending_delta_minor,
+        changes["acc_b"].available_delta_minor,
+    ) == (0, 70, 0)

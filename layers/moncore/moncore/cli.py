@@ -1,7 +1,7 @@
 """`moncore` command line (API.md "Command line"). Subcommands of later capabilities register here too.
 
-  moncore admin create-key --name NAME [--role admin]   issue an admin API key (operator bootstrap; prints it once)
-  moncore money format AMOUNT_MINOR CURRENCY            render minor units as the API's decimal string
+moncore admin create-key --name NAME [--role admin]   issue an admin API key (operator bootstrap; prints it once)
+moncore money format AMOUNT_MINOR CURRENCY            render minor units as the API's decimal string
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Tenant capabilities and their modes. Issuer-gated ones start disabled until a licensed issuer has onboarded the tenant."""
+"""Tenant capabilities and their modes.
+
+Issuer-gated ones start disabled until a licensed issuer has onboarded the tenant.
+"""
 
 from __future__ import annotations
 

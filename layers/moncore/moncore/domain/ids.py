@@ -1,6 +1,7 @@
 """Identifiers: opaque, time-ordered random ids, and ids derived from (tenant, idempotency key).
 
-A transaction id derived from the idempotency key is what lets the ledger's own conditional write refuse a second posting
+A transaction id derived from the idempotency key is what lets the ledger's own conditional write refuse a
+second posting
 even after the idempotency record has expired (DESIGN.md invariant 4).
 """
 

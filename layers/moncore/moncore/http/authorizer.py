@@ -2,7 +2,7 @@
 
 API Gateway caches the answer per Authorization header for the TTL, so the policy must cover every route the key may
 call (not just the one being requested): tenant keys get `*/v1/*`, admin keys `*/admin/v1/*`.
-- no, malformed, unknown or revoked key -> raise "Unauthorized" -> API Gateway answers 401 (gateway response UNAUTHORIZED)
+- no, malformed, unknown or revoked key -> raise "Unauthorized" -> API Gateway answers 401 (UNAUTHORIZED)
 - a valid key of the other kind -> Deny policy -> 403 (gateway response ACCESS_DENIED)
 """
 
@@ -37,8 +37,12 @@ def authorize(event: dict[str, Any], *, kind: str, tenancy: TenancyService | Non
         except Unauthorized:
             raise AuthorizerUnauthorized() from None
         return _policy(event, principal.key_id, "Deny", kind, {})
-    context = {"key_id": principal.key_id, "kind": principal.kind, "role": principal.role,
-               "tenant_id": principal.tenant_id or ""}
+    context = {
+        "key_id": principal.key_id,
+        "kind": principal.kind,
+        "role": principal.role,
+        "tenant_id": principal.tenant_id or "",
+    }
     return _policy(event, principal.key_id, "Allow", kind, context)
 
 
@@ -51,7 +55,9 @@ def _bearer(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _policy(event: dict[str, Any], principal_id: str, effect: str, kind: str, context: dict[str, str]) -> dict[str, Any]:
+def _policy(
+    event: dict[str, Any], principal_id: str, effect: str, kind: str, context: dict[str, str]
+) -> dict[str, Any]:
     # methodArn: arn:aws:execute-api:{region}:{account}:{api_id}/{stage}/{METHOD}/{path}
     arn_prefix, _, rest = str(event.get("methodArn", "")).partition("/")
     stage = rest.split("/", 1)[0] or "*"

@@ -38,16 +38,25 @@ def request_identity(key: str | None, route: str, body: Any) -> RequestIdentity:
         )
     fields = body if isinstance(body, dict) else {"body": body}
     fingerprint = {"_route": sha256_hex(route)} | {name: sha256_hex(value) for name, value in fields.items()}
-    return RequestIdentity(idempotency_key=key, request_hash=sha256_hex({"route": route, "body": body}),
-                           fingerprint=fingerprint)
+    return RequestIdentity(
+        idempotency_key=key, request_hash=sha256_hex({"route": route, "body": body}), fingerprint=fingerprint
+    )
 
 
 def run(tenant_id: str, request: RequestIdentity, operation: Callable[[], Result], *, status: int) -> Response[str]:
     token = secrets.token_hex(16)
     now_s = int(time.time())
-    held = store.claim(tenant_id, request.idempotency_key, fingerprint=request.fingerprint,
-                       request_hash=request.request_hash, lock_token=token, now_s=now_s, lock_s=_LOCK_S,
-                       ttl_s=settings().idempotency_ttl_seconds, created_at=now_rfc3339())
+    held = store.claim(
+        tenant_id,
+        request.idempotency_key,
+        fingerprint=request.fingerprint,
+        request_hash=request.request_hash,
+        lock_token=token,
+        now_s=now_s,
+        lock_s=_LOCK_S,
+        ttl_s=settings().idempotency_ttl_seconds,
+        created_at=now_rfc3339(),
+    )
     if held is not None:
         return _answer_held(held, request)
     try:
@@ -56,8 +65,13 @@ def run(tenant_id: str, request: RequestIdentity, operation: Callable[[], Result
         if error.retryable:
             store.release(tenant_id, request.idempotency_key, lock_token=token)
         else:
-            store.complete(tenant_id, request.idempotency_key, lock_token=token, status=error.status,
-                           body=json.dumps(domain_problem(error), separators=(",", ":")))
+            store.complete(
+                tenant_id,
+                request.idempotency_key,
+                lock_token=token,
+                status=error.status,
+                body=json.dumps(domain_problem(error), separators=(",", ":")),
+            )
         raise
     except Exception:
         store.release(tenant_id, request.idempotency_key, lock_token=token)
@@ -71,20 +85,29 @@ def run(tenant_id: str, request: RequestIdentity, operation: Callable[[], Result
 
 def _answer_held(held: store.Existing, request: RequestIdentity) -> Response[str]:
     if held.request_hash != request.request_hash:
-        differing = sorted(k for k in set(held.fingerprint) | set(request.fingerprint)
-                           if held.fingerprint.get(k) != request.fingerprint.get(k))
+        differing = sorted(
+            k
+            for k in set(held.fingerprint) | set(request.fingerprint)
+            if held.fingerprint.get(k) != request.fingerprint.get(k)
+        )
         named = ["(endpoint)" if k == "_route" else k for k in differing]
         raise IdempotencyKeyReused(
             f"Idempotency-Key was used with a different request; differing fields: {', '.join(named)}",
-            errors=[{"loc": ["body", k] if k != "_route" else ["path"], "msg": "differs from the original request"}
-                    for k in differing],
+            errors=[
+                {"loc": ["body", k] if k != "_route" else ["path"], "msg": "differs from the original request"}
+                for k in differing
+            ],
         )
     if held.status != "COMPLETED" or held.response_status is None or held.response_body is None:
         raise IdempotencyInProgress("a request with this Idempotency-Key is still executing; retry shortly")
     if held.response_status >= 400:
         return problem_response(json.loads(held.response_body), headers={REPLAYED_HEADER: "true"})
-    return Response(status_code=held.response_status, content_type="application/json", body=held.response_body,
-                    headers={REPLAYED_HEADER: "true"})
+    return Response(
+        status_code=held.response_status,
+        content_type="application/json",
+        body=held.response_body,
+        headers={REPLAYED_HEADER: "true"},
+    )
 
 
 __all__ = ["PROBLEM_JSON", "REPLAYED_HEADER", "request_identity", "run"]

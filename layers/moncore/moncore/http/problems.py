@@ -12,7 +12,9 @@ from moncore.domain.errors import DomainError
 PROBLEM_JSON = "application/problem+json"
 
 
-def problem_body(status: int, code: str, title: str, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def problem_body(
+    status: int, code: str, title: str, detail: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
     if errors:
         body["errors"] = errors
@@ -24,8 +26,12 @@ def domain_problem(error: DomainError) -> dict[str, Any]:
 
 
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status_code=int(body["status"]), content_type=PROBLEM_JSON,
-                    body=json.dumps(body, separators=(",", ":")), headers=headers or {})
+    return Response(
+        status_code=int(body["status"]),
+        content_type=PROBLEM_JSON,
+        body=json.dumps(body, separators=(",", ":")),
+        headers=headers or {},
+    )
 
 
 def validation_errors(raw: list[Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ X-Correlation-Id header, body-size limits and the caller identity lives here, in
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import uuid
@@ -39,8 +41,9 @@ def make_app(logger: Logger) -> APIGatewayRestResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[str]:
         errors = validation_errors(list(error.errors()))
-        return problem_response(problem_body(422, "validation_error", "Validation Error",
-                                             "The request is not valid; see errors.", errors))
+        return problem_response(
+            problem_body(422, "validation_error", "Validation Error", "The request is not valid; see errors.", errors)
+        )
 
     @app.not_found
     def _not_found(_: Exception) -> Response[str]:
@@ -49,31 +52,40 @@ def make_app(logger: Logger) -> APIGatewayRestResolver:
     @app.exception_handler(InvariantViolation)
     def _invariant(error: InvariantViolation) -> Response[str]:
         logger.critical("money invariant violated; nothing was answered as success", error=str(error))
-        return problem_response(problem_body(500, "internal_error", "Internal Error",
-                                             "The request was refused by an internal consistency check."))
+        return problem_response(
+            problem_body(
+                500, "internal_error", "Internal Error", "The request was refused by an internal consistency check."
+            )
+        )
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        return problem_response(problem_body(500, "internal_error", "Internal Error",
-                                             "Unexpected error; nothing was posted. Retry with the same Idempotency-Key."))
+        return problem_response(
+            problem_body(
+                500,
+                "internal_error",
+                "Internal Error",
+                "Unexpected error; nothing was posted. Retry with the same Idempotency-Key.",
+            )
+        )
 
     return app
 
 
-def handle(app: APIGatewayRestResolver, logger: Logger, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle(
+    app: APIGatewayRestResolver, logger: Logger, event: dict[str, Any], context: LambdaContext
+) -> dict[str, Any]:
     """Lambda entry shared by HTTP functions: correlation id in, size check, resolve, correlation id out."""
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     sent = headers.get(CORRELATION_HEADER.lower())
     correlation_id = sent if isinstance(sent, str) and _CORRELATION_RE.match(sent) else str(uuid.uuid4())
     logger.thread_safe_append_keys(correlation_id=correlation_id)
     try:
-        body = event.get("body") or ""
-        if len(body) > MAX_BODY_BYTES:
-            too_large = problem_body(413, "payload_too_large", "Payload Too Large",
-                                     f"The body exceeds {MAX_BODY_BYTES} bytes.")
-            result: dict[str, Any] = {"statusCode": 413, "headers": {"Content-Type": PROBLEM_JSON},
-                                      "body": json.dumps(too_large), "isBase64Encoded": False}
+        refused = _refuse_body(event.get("body") or "", bool(event.get("isBase64Encoded")))
+        if refused is not None:
+            result: dict[str, Any] = {"statusCode": refused["status"], "headers": {"Content-Type": PROBLEM_JSON},
+                                      "body": json.dumps(refused), "isBase64Encoded": False}
         else:
             app.append_context(correlation_id=correlation_id)
             result = app.resolve(event, context)
@@ -86,6 +98,22 @@ def handle(app: APIGatewayRestResolver, logger: Logger, event: dict[str, Any], c
         logger.thread_safe_remove_keys(["correlation_id"])
 
 
+def _refuse_body(body: str, base64_encoded: bool) -> dict[str, Any] | None:
+    """Problem for a body we will not hand to the resolver: too large, not UTF-8, not JSON, or nested so deep that a
+    parser would blow its stack (checked here so such input is a 4xx, never a 5xx)."""
+    if len(body) > MAX_BODY_BYTES * (4 / 3 if base64_encoded else 1):
+        return problem_body(413, "payload_too_large", "Payload Too Large", f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    if not body:
+        return None
+    try:
+        text = base64.b64decode(body, validate=True).decode("utf-8") if base64_encoded else body
+        json.loads(text)
+    except (ValueError, RecursionError, UnicodeDecodeError, binascii.Error):
+        return problem_body(422, "validation_error", "Validation Error", "The body is not valid UTF-8 JSON.",
+                            [{"loc": ["body"], "msg": "invalid JSON", "type": "json_invalid"}])
+    return None
+
+
 def caller(app: APIGatewayRestResolver) -> Caller:
     """Identity from the authorizer context: the only source of the tenant id (invariant 10)."""
     authorizer = app.current_event.request_context.authorizer.raw_event or {}
@@ -94,8 +122,12 @@ def caller(app: APIGatewayRestResolver) -> Caller:
     if not key_id or kind not in {"tenant", "admin"}:
         raise Unauthorized("no authenticated caller")
     tenant_id = authorizer.get("tenant_id") if kind == "tenant" else None
-    return Caller(tenant_id=tenant_id or None, actor=f"key:{key_id}", role=str(authorizer.get("role", "")),
-                  correlation_id=str(app.context.get("correlation_id", "")))
+    return Caller(
+        tenant_id=tenant_id or None,
+        actor=f"key:{key_id}",
+        role=str(authorizer.get("role", "")),
+        correlation_id=str(app.context.get("correlation_id", "")),
+    )
 
 
 def tenant_caller(app: APIGatewayRestResolver) -> Caller:
@@ -114,8 +146,9 @@ def admin_caller(app: APIGatewayRestResolver, *roles: str) -> Caller:
     return who
 
 
-def idempotent(app: APIGatewayRestResolver, who: Caller, operation: Callable[[RequestIdentity], Result],
-               *, status: int = 201) -> Response[str]:
+def idempotent(
+    app: APIGatewayRestResolver, who: Caller, operation: Callable[[RequestIdentity], Result], *, status: int = 201
+) -> Response[str]:
     """Run a creating POST exactly once per (tenant, Idempotency-Key); see moncore.http.idempotency."""
     event = app.current_event
     route = f"{event.http_method} {event.resource}"

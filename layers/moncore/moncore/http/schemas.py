@@ -38,7 +38,9 @@ def _past_date(value: str) -> str:
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 Currency = Annotated[StrictStr, Field(min_length=3, max_length=3), AfterValidator(_currency)]
 Country = Annotated[StrictStr, Field(min_length=2, max_length=2, pattern=r"^[A-Z]{2}$"), AfterValidator(_country)]
-AmountMinor = Annotated[StrictInt, Field(gt=0, le=MAX_AMOUNT_MINOR, description="Positive integer, ISO 4217 minor units")]
+AmountMinor = Annotated[
+    StrictInt, Field(gt=0, le=MAX_AMOUNT_MINOR, description="Positive integer, ISO 4217 minor units")
+]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
 

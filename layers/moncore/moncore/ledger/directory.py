@@ -30,12 +30,12 @@ class AccountDirectory:
                 self._put(tenant_id, ref)
         refs = []
         for account_id in account_ids:
-            ref = self._get(tenant_id, account_id)
-            if ref is None:
+            found = self._get(tenant_id, account_id)
+            if found is None:
                 raise NotFound(f"account {account_id} not found")
-            if ref.currency != currency:
-                raise CurrencyMismatch(f"account {account_id} holds {ref.currency}, not {currency}")
-            refs.append(ref)
+            if found.currency != currency:
+                raise CurrencyMismatch(f"account {account_id} holds {found.currency}, not {currency}")
+            refs.append(found)
         return refs
 
     def remember(self, tenant_id: str, ref: AccountRef) -> None:

@@ -45,18 +45,42 @@ class LedgerService:
         self._tenancy = tenancy or TenancyService()
 
     # ---------------------------------------------------------------- users
-    def create_user(self, caller: Caller, request: RequestIdentity, *, external_ref: str, full_name: str,
-                    country: str, date_of_birth: str | None) -> Result:
+    def create_user(
+        self,
+        caller: Caller,
+        request: RequestIdentity,
+        *,
+        external_ref: str,
+        full_name: str,
+        country: str,
+        date_of_birth: str | None,
+    ) -> Result:
         tenant_id = caller.require_tenant()
         user_id = derived_id("usr", tenant_id, request.idempotency_key)
-        item = UserItem(f"{tenant_id}#{user_id}", id=user_id, tenant_id=tenant_id, external_ref=external_ref,
-                        full_name=full_name, country=country, date_of_birth=date_of_birth, tier="tier_0",
-                        status="ACTIVE", created_at=now_rfc3339())
+        item = UserItem(
+            f"{tenant_id}#{user_id}",
+            id=user_id,
+            tenant_id=tenant_id,
+            external_ref=external_ref,
+            full_name=full_name,
+            country=country,
+            date_of_birth=date_of_birth,
+            tier="tier_0",
+            status="ACTIVE",
+            created_at=now_rfc3339(),
+        )
         try:
-            account_store.create_user(item, audit_event(
-                tenant_id=tenant_id, action="user.created", actor=caller.actor, correlation_id=caller.correlation_id,
-                subject_id=user_id, payload=_user_view(item),
-            ))
+            account_store.create_user(
+                item,
+                audit_event(
+                    tenant_id=tenant_id,
+                    action="user.created",
+                    actor=caller.actor,
+                    correlation_id=caller.correlation_id,
+                    subject_id=user_id,
+                    payload=_user_view(item),
+                ),
+            )
         except AlreadyExists:
             if account_store.user_id_for_external_ref(tenant_id, external_ref) == user_id:
                 return Result(self.get_user(caller, user_id), replayed=True)  # same key, executed before
@@ -75,13 +99,28 @@ class LedgerService:
         self._tenancy.require_capability(tenant_id, Capability.WALLETS)
         currency_exponent(currency)
         account_id = derived_id("acc", tenant_id, request.idempotency_key)
-        item = AccountItem(f"{tenant_id}#{account_id}", id=account_id, tenant_id=tenant_id, user_id=user_id,
-                           currency=currency, kind=AccountKind.USER.value, status="ACTIVE", created_at=now_rfc3339())
+        item = AccountItem(
+            f"{tenant_id}#{account_id}",
+            id=account_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            currency=currency,
+            kind=AccountKind.USER.value,
+            status="ACTIVE",
+            created_at=now_rfc3339(),
+        )
         try:
-            account_store.create_account(item, audit_event(
-                tenant_id=tenant_id, action="account.created", actor=caller.actor,
-                correlation_id=caller.correlation_id, subject_id=account_id, payload=_account_view(item),
-            ))
+            account_store.create_account(
+                item,
+                audit_event(
+                    tenant_id=tenant_id,
+                    action="account.created",
+                    actor=caller.actor,
+                    correlation_id=caller.correlation_id,
+                    subject_id=account_id,
+                    payload=_account_view(item),
+                ),
+            )
         except AlreadyExists:
             existing = account_store.find_account_item(tenant_id, account_id)
             if existing is None or existing.user_id != user_id or existing.currency != currency:
@@ -96,8 +135,11 @@ class LedgerService:
         if item is None:
             raise NotFound(f"account {account_id} not found")
         balance = account_store.find_balance_item(tenant_id, account_id)
-        posted, pending, available = (_int(balance.posted_minor), _int(balance.pending_minor),
-                                      _int(balance.available_minor))
+        posted, pending, available = (
+            _int(balance.posted_minor),
+            _int(balance.pending_minor),
+            _int(balance.available_minor),
+        )
         if pending == 0 and available != posted:  # both sides: a balance read back must still be coherent
             raise InvariantViolation(f"balance of {account_id} is inconsistent: {posted}/{pending}/{available}")
         view = _account_view(item)
@@ -137,8 +179,9 @@ class LedgerService:
         }
 
     # ---------------------------------------------------------------- postings
-    def fund(self, caller: Caller, request: RequestIdentity, *, account_id: str, amount_minor: int,
-             currency: str) -> Result:
+    def fund(
+        self, caller: Caller, request: RequestIdentity, *, account_id: str, amount_minor: int, currency: str
+    ) -> Result:
         """Collect through the tenant's open-banking provider, then post clearing -> user account."""
         tenant_id = caller.require_tenant()
         gate = self._tenancy.require_capability(tenant_id, Capability.FUNDINGS)
@@ -150,29 +193,60 @@ class LedgerService:
         provider = open_banking_provider(self._tenancy.tenant_config(tenant_id).open_banking_provider)
         collected = provider.collect(CollectionRequest(tenant_id, account_id, amount_minor, currency, txn_id))
         if collected.status is not CollectionStatus.SETTLED:
-            raise ValidationFailed(f"the provider answered {collected.status.value}; asynchronous fundings arrive later")
+            raise ValidationFailed(
+                f"the provider answered {collected.status.value}; asynchronous fundings arrive later"
+            )
         clearing = self._system_account(tenant_id, FUNDING_CLEARING, currency)
-        txn = self._transaction(caller, request, txn_id, TxnType.FUNDING, settled_pair(clearing, account, amount_minor),
-                                amount_minor, currency, reference=None, gate=gate, provider=collected.provider,
-                                provider_ref=collected.provider_ref)
+        txn = self._transaction(
+            caller,
+            request,
+            txn_id,
+            TxnType.FUNDING,
+            settled_pair(clearing, account, amount_minor),
+            amount_minor,
+            currency,
+            reference=None,
+            gate=gate,
+            provider=collected.provider,
+            provider_ref=collected.provider_ref,
+        )
         return self._post(caller, request, txn, guards=[f"provider_ref#{collected.provider}#{collected.provider_ref}"])
 
-    def transfer(self, caller: Caller, request: RequestIdentity, *, from_account_id: str, to_account_id: str,
-                 amount_minor: int, currency: str, reference: str | None) -> Result:
+    def transfer(
+        self,
+        caller: Caller,
+        request: RequestIdentity,
+        *,
+        from_account_id: str,
+        to_account_id: str,
+        amount_minor: int,
+        currency: str,
+        reference: str | None,
+    ) -> Result:
         tenant_id = caller.require_tenant()
         gate = self._tenancy.require_capability(tenant_id, Capability.TRANSFERS)
         check_amount_minor(amount_minor)
         currency_exponent(currency)
         if from_account_id == to_account_id:
-            raise ValidationFailed("from_account_id and to_account_id must differ",
-                                   errors=[{"loc": ["body", "to_account_id"], "msg": "same as from_account_id"}])
+            raise ValidationFailed(
+                "from_account_id and to_account_id must differ",
+                errors=[{"loc": ["body", "to_account_id"], "msg": "same as from_account_id"}],
+            )
         source, destination = DIRECTORY.resolve(tenant_id, [from_account_id, to_account_id], currency)
         _require_user_account(source)
         _require_user_account(destination)
         txn_id = derived_id("txn", tenant_id, request.idempotency_key)
-        txn = self._transaction(caller, request, txn_id, TxnType.TRANSFER,
-                                settled_pair(source, destination, amount_minor), amount_minor, currency,
-                                reference=reference, gate=gate)
+        txn = self._transaction(
+            caller,
+            request,
+            txn_id,
+            TxnType.TRANSFER,
+            settled_pair(source, destination, amount_minor),
+            amount_minor,
+            currency,
+            reference=reference,
+            gate=gate,
+        )
         return self._post(caller, request, txn, guards=[])
 
     def get_transaction(self, caller: Caller, txn_id: str) -> dict[str, Any]:
@@ -182,25 +256,56 @@ class LedgerService:
         return _transaction_view(items)
 
     # ---------------------------------------------------------------- internals
-    def _transaction(self, caller: Caller, request: RequestIdentity, txn_id: str, txn_type: TxnType,
-                     legs: tuple[Leg, ...], amount_minor: int, currency: str, *, reference: str | None,
-                     gate: dict[str, str], provider: str | None = None, provider_ref: str | None = None) -> Transaction:
+    def _transaction(
+        self,
+        caller: Caller,
+        request: RequestIdentity,
+        txn_id: str,
+        txn_type: TxnType,
+        legs: tuple[Leg, ...],
+        amount_minor: int,
+        currency: str,
+        *,
+        reference: str | None,
+        gate: dict[str, str],
+        provider: str | None = None,
+        provider_ref: str | None = None,
+    ) -> Transaction:
         return Transaction(
-            id=txn_id, tenant_id=caller.require_tenant(), type=txn_type, status=TxnStatus.SETTLED,
-            amount_minor=amount_minor, currency=currency, legs=legs, created_at=now_rfc3339(),
-            request_hash=request.request_hash, correlation_id=caller.correlation_id, reference=reference,
-            provider=provider, provider_ref=provider_ref, fingerprint=request.fingerprint,
+            id=txn_id,
+            tenant_id=caller.require_tenant(),
+            type=txn_type,
+            status=TxnStatus.SETTLED,
+            amount_minor=amount_minor,
+            currency=currency,
+            legs=legs,
+            created_at=now_rfc3339(),
+            request_hash=request.request_hash,
+            correlation_id=caller.correlation_id,
+            reference=reference,
+            provider=provider,
+            provider_ref=provider_ref,
+            fingerprint=request.fingerprint,
             # The gating decision is recorded with the posting (invariant 5); compliance rules extend it.
             compliance={"decision": "allow", "checks": [gate], "decided_at": now_rfc3339()},
         )
 
     def _post(self, caller: Caller, request: RequestIdentity, txn: Transaction, *, guards: list[str]) -> Result:
         audit = audit_event(
-            tenant_id=txn.tenant_id, action=f"{txn.type.value}.posted", actor=caller.actor,
-            correlation_id=caller.correlation_id, subject_id=txn.id,
-            payload={"txn_id": txn.id, "type": txn.type.value, "amount_minor": txn.amount_minor,
-                     "currency": txn.currency, "status": txn.status.value, "request_hash": txn.request_hash,
-                     "legs": [[leg.account.account_id, leg.amount_minor, leg.phase.value] for leg in txn.legs]},
+            tenant_id=txn.tenant_id,
+            action=f"{txn.type.value}.posted",
+            actor=caller.actor,
+            correlation_id=caller.correlation_id,
+            subject_id=txn.id,
+            payload={
+                "txn_id": txn.id,
+                "type": txn.type.value,
+                "amount_minor": txn.amount_minor,
+                "currency": txn.currency,
+                "status": txn.status.value,
+                "request_hash": txn.request_hash,
+                "legs": [[leg.account.account_id, leg.amount_minor, leg.phase.value] for leg in txn.legs],
+            },
         )
         try:
             ledger_store.post(txn, guards=guards, audit=audit)
@@ -211,11 +316,12 @@ class LedgerService:
     def _replay_from_ledger(self, caller: Caller, request: RequestIdentity, txn_id: str) -> Result:
         """The ledger already holds this key's transaction (the idempotency record expired or was lost)."""
         items = ledger_store.load_transaction_items(caller.require_tenant(), txn_id)
-        header = items[0]
+        header = next(i for i in items if i.sk == ledger_store.HEADER_SK)
         if header.request_hash != request.request_hash:
             stored = plain_map(header.fingerprint)
-            differing = sorted(k for k in set(stored) | set(request.fingerprint)
-                               if stored.get(k) != request.fingerprint.get(k))
+            differing = sorted(
+                k for k in set(stored) | set(request.fingerprint) if stored.get(k) != request.fingerprint.get(k)
+            )
             raise IdempotencyKeyReused(
                 f"Idempotency-Key was used with a different request; differing fields: {', '.join(differing)}",
                 errors=[{"loc": ["body", field], "msg": "differs from the original request"} for field in differing],
@@ -228,10 +334,19 @@ class LedgerService:
         try:
             return DIRECTORY.resolve(tenant_id, [account_id], currency)[0]
         except NotFound:
-            account_store.ensure_system_account(AccountItem(
-                f"{tenant_id}#{account_id}", id=account_id, tenant_id=tenant_id, user_id=None, currency=currency,
-                kind=AccountKind.SYSTEM.value, purpose=purpose, status="ACTIVE", created_at=now_rfc3339(),
-            ))
+            account_store.ensure_system_account(
+                AccountItem(
+                    f"{tenant_id}#{account_id}",
+                    id=account_id,
+                    tenant_id=tenant_id,
+                    user_id=None,
+                    currency=currency,
+                    kind=AccountKind.SYSTEM.value,
+                    purpose=purpose,
+                    status="ACTIVE",
+                    created_at=now_rfc3339(),
+                )
+            )
             DIRECTORY.remember(tenant_id, ref)
             return ref
 
@@ -288,11 +403,16 @@ def _transaction_view(items: list[LedgerItem]) -> dict[str, Any]:
         for leg in leg_items
     ]
     # Invariant 1, checked again after the read: what we answer must balance per currency.
-    check_zero_sum([
-        Leg(AccountRef(str(leg["account_id"]), str(leg["currency"]), AccountKind.USER), int(leg["amount_minor"]),
-            Phase(str(leg["phase"])))
-        for leg in legs
-    ])
+    check_zero_sum(
+        [
+            Leg(
+                AccountRef(str(leg["account_id"]), str(leg["currency"]), AccountKind.USER),
+                _int(leg["amount_minor"]),
+                Phase(str(leg["phase"])),
+            )
+            for leg in legs
+        ]
+    )
     amount_minor = _int(header.amount_minor)
     view: dict[str, Any] = {
         "id": header.txn_id,
@@ -311,4 +431,3 @@ def _transaction_view(items: list[LedgerItem]) -> dict[str, Any]:
     if header.provider:
         view["provider"] = {"name": header.provider, "reference": header.provider_ref}
     return view
-

@@ -14,8 +14,13 @@ from moncore.store.transact import ConditionFailed, TxBuilder
 def create_user(item: UserItem, audit: AuditEvent) -> None:
     """Raises AlreadyExists when the tenant already has a user with this external_ref."""
     tx = TxBuilder()
-    tx.put("guard", GuardItem(tenant_key(item.tenant_id, "user_ref", item.external_ref), owner_id=item.id,
-                              created_at=item.created_at), GuardItem.pk.does_not_exist())
+    tx.put(
+        "guard",
+        GuardItem(
+            tenant_key(item.tenant_id, "user_ref", item.external_ref), owner_id=item.id, created_at=item.created_at
+        ),
+        GuardItem.pk.does_not_exist(),
+    )
     tx.put("user", item, UserItem.pk.does_not_exist())
     tx.put("audit", audit_item(audit), append_condition())
     try:
@@ -44,12 +49,28 @@ def create_account(item: AccountItem, audit: AuditEvent) -> None:
     """Raises NotFound when the user is not an active user of this tenant."""
     tx = TxBuilder()
     if item.user_id is not None:
-        tx.check("user", UserItem, tenant_key(item.tenant_id, item.user_id),
-                 UserItem.pk.exists() & (UserItem.status == "ACTIVE"))
+        tx.check(
+            "user",
+            UserItem,
+            tenant_key(item.tenant_id, item.user_id),
+            UserItem.pk.exists() & (UserItem.status == "ACTIVE"),
+        )
     tx.put("account", item, AccountItem.pk.does_not_exist())
-    tx.put("balance", BalanceItem(item.pk, tenant_id=item.tenant_id, account_id=item.id, currency=item.currency,
-                                  posted_minor=0, pending_minor=0, available_minor=0, version=0,
-                                  updated_at=item.created_at), BalanceItem.pk.does_not_exist())
+    tx.put(
+        "balance",
+        BalanceItem(
+            item.pk,
+            tenant_id=item.tenant_id,
+            account_id=item.id,
+            currency=item.currency,
+            posted_minor=0,
+            pending_minor=0,
+            available_minor=0,
+            version=0,
+            updated_at=item.created_at,
+        ),
+        BalanceItem.pk.does_not_exist(),
+    )
     tx.put("audit", audit_item(audit), append_condition())
     try:
         tx.execute()
@@ -89,9 +110,21 @@ def ensure_system_account(item: AccountItem) -> None:
     """Create a tenant system account (and its balance) once; a concurrent or earlier creation is fine."""
     tx = TxBuilder()
     tx.put("account", item, AccountItem.pk.does_not_exist())
-    tx.put("balance", BalanceItem(item.pk, tenant_id=item.tenant_id, account_id=item.id, currency=item.currency,
-                                  posted_minor=0, pending_minor=0, available_minor=0, version=0,
-                                  updated_at=item.created_at), BalanceItem.pk.does_not_exist())
+    tx.put(
+        "balance",
+        BalanceItem(
+            item.pk,
+            tenant_id=item.tenant_id,
+            account_id=item.id,
+            currency=item.currency,
+            posted_minor=0,
+            pending_minor=0,
+            available_minor=0,
+            version=0,
+            updated_at=item.created_at,
+        ),
+        BalanceItem.pk.does_not_exist(),
+    )
     try:
         tx.execute()
     except ConditionFailed:

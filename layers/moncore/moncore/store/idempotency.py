@@ -1,7 +1,8 @@
 """Idempotency records: claim a (tenant, key) before executing, store the final response after.
 
 A claim is one conditional put: it succeeds when no record exists, when the record expired (TTL deletion is lazy), or
-when an earlier execution's lock lapsed (its Lambda died mid-way). Taking over a lapsed lock is safe because the ledger's
+when an earlier execution's lock lapsed (its Lambda died mid-way). Taking over a lapsed lock is safe because
+the ledger's
 transaction id is derived from the same key: a posting that did happen is found, never repeated.
 """
 
@@ -24,8 +25,16 @@ class Existing:
 
 
 def claim(
-    tenant_id: str, key: str, *, fingerprint: dict[str, str], request_hash: str, lock_token: str,
-    now_s: int, lock_s: int, ttl_s: int, created_at: str,
+    tenant_id: str,
+    key: str,
+    *,
+    fingerprint: dict[str, str],
+    request_hash: str,
+    lock_token: str,
+    now_s: int,
+    lock_s: int,
+    ttl_s: int,
+    created_at: str,
 ) -> Existing | None:
     """None when this caller now owns the key; otherwise the record that holds it (read consistently)."""
     item = IdempotencyItem(
@@ -52,10 +61,20 @@ def claim(
     try:
         held = IdempotencyItem.get(tenant_key(tenant_id, key), consistent_read=True)
     except IdempotencyItem.DoesNotExist:  # expired and deleted between our two calls: claim again
-        return claim(tenant_id, key, fingerprint=fingerprint, request_hash=request_hash, lock_token=lock_token,
-                     now_s=now_s, lock_s=lock_s, ttl_s=ttl_s, created_at=created_at)
-    return Existing(held.status, plain_map(held.fingerprint), held.request_hash, _opt_int(held.response_status),
-                    held.response_body)
+        return claim(
+            tenant_id,
+            key,
+            fingerprint=fingerprint,
+            request_hash=request_hash,
+            lock_token=lock_token,
+            now_s=now_s,
+            lock_s=lock_s,
+            ttl_s=ttl_s,
+            created_at=created_at,
+        )
+    return Existing(
+        held.status, plain_map(held.fingerprint), held.request_hash, _opt_int(held.response_status), held.response_body
+    )
 
 
 def complete(tenant_id: str, key: str, *, lock_token: str, status: int, body: str) -> None:
@@ -78,8 +97,9 @@ def complete(tenant_id: str, key: str, *, lock_token: str, status: int, body: st
 def release(tenant_id: str, key: str, *, lock_token: str) -> None:
     """Forget an execution that ended in a retryable failure, so the client's retry with the same key runs again."""
     try:
-        IdempotencyItem(tenant_key(tenant_id, key)).delete(condition=IdempotencyItem.lock_token == lock_token,
-                                                           add_version_condition=False)
+        IdempotencyItem(tenant_key(tenant_id, key)).delete(
+            condition=IdempotencyItem.lock_token == lock_token, add_version_condition=False
+        )
     except DeleteError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
@@ -87,4 +107,3 @@ def release(tenant_id: str, key: str, *, lock_token: str) -> None:
 
 def _opt_int(value: object) -> int | None:
     return None if value is None else int(str(value))
-

@@ -2,7 +2,7 @@
 the account checks, the conditional balance updates and the audit event. No read happens before the write.
 
 Conditions (each one the last line of defence for an invariant):
-- header and legs: attribute_not_exists -> one posting per transaction id, i.e. per (tenant, idempotency key) (inv. 4, 8);
+- header and legs: attribute_not_exists -> one posting per transaction id, i.e. per (tenant, idempotency key) (4, 8);
 - guards: attribute_not_exists -> one posting per provider reference (inv. 8);
 - user accounts: exist for this tenant, in this currency, ACTIVE (inv. 10);
 - balances: available_minor >= amount + floor for every debit (inv. 6).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,11 @@ def post(txn: Transaction, *, guards: list[str], audit: AuditEvent) -> None:
     for index, leg in enumerate(txn.legs, start=1):
         tx.put(f"leg:{index}", _leg_item(txn, index, leg), LedgerItem.pk.does_not_exist())
     for guard in guards:
-        tx.put(f"guard:{guard}", GuardItem(tenant_key(txn.tenant_id, guard), owner_id=txn.id, created_at=txn.created_at),
-               GuardItem.pk.does_not_exist())
+        tx.put(
+            f"guard:{guard}",
+            GuardItem(tenant_key(txn.tenant_id, guard), owner_id=txn.id, created_at=txn.created_at),
+            GuardItem.pk.does_not_exist(),
+        )
     tx.put("audit", audit_item(audit), append_condition())
     for change in changes:
         item = BalanceItem(tenant_key(txn.tenant_id, change.account.account_id))
@@ -99,7 +103,10 @@ def post(txn: Transaction, *, guards: list[str], audit: AuditEvent) -> None:
         condition = None if required is None else BalanceItem.available_minor >= required
         tx.update(f"balance:{change.account.account_id}", item, actions, condition)
     try:
-        tx.execute(client_request_token=txn.id[-36:])
+        # One token per posting attempt (reused by its retries), never per transaction id: a later request with the
+        # same key builds other timestamps, and DynamoDB would answer IdempotentParameterMismatch instead of the
+        # condition failure that tells us the transaction already exists.
+        tx.execute(client_request_token=str(uuid.uuid4()))
     except ConditionFailed as failed:
         raise _diagnose(txn, failed.labels) from None
 
@@ -180,11 +187,13 @@ def _leg_item(txn: Transaction, index: int, leg: Leg) -> LedgerItem:
 
 
 def load_transaction_items(tenant_id: str, txn_id: str) -> list[LedgerItem]:
-    """Header first, then legs, then lifecycle events; [] when the tenant has no such transaction."""
+    """Every item of the transaction in sort-key order (legs "LEG#..", then the header "TXN"); [] when unknown."""
     return list(LedgerItem.query(tenant_key(tenant_id, txn_id), consistent_read=True))
 
 
-def list_entries(tenant_id: str, account_id: str, *, limit: int, cursor: str | None) -> tuple[list[StoredEntry], str | None]:
+def list_entries(
+    tenant_id: str, account_id: str, *, limit: int, cursor: str | None
+) -> tuple[list[StoredEntry], str | None]:
     account_pk = tenant_key(tenant_id, account_id)
     start = _decode_cursor(cursor, account_pk) if cursor else None
     result = LedgerItem.by_account.query(account_pk, limit=limit, last_evaluated_key=start, scan_index_forward=True)

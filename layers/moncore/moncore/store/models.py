@@ -39,8 +39,8 @@ def tenant_key(tenant_id: str, *parts: str) -> str:
 
 def plain_map(value: object) -> dict[str, str]:
     """A raw MapAttribute (or dict) as a plain dict of strings."""
-    raw = value.as_dict() if isinstance(value, MapAttribute) else value
-    return {str(k): str(v) for k, v in dict(raw or {}).items()}  # type: ignore[call-overload]
+    raw: Any = value.as_dict() if isinstance(value, MapAttribute) else value
+    return {str(k): str(v) for k, v in dict(raw or {}).items()}
 
 
 class TenantItem(Model):
@@ -134,7 +134,7 @@ class ByAccountIndex(GlobalSecondaryIndex["LedgerItem"]):
 
 
 class LedgerItem(Model):
-    """Append-only. sk "TXN" is the transaction header; "LEG#0001".. are legs (indexed by account); "EVT#..." lifecycle."""
+    """Append-only. sk "TXN" is the transaction header; "LEG#0001".. are legs (by account); "EVT#..." events."""
 
     class Meta(_Meta):
         table_name = _S.ledger_table

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -54,9 +54,9 @@ class TxBuilder:
     def put(self, label: str, item: Model, condition: Any = None) -> None:
         self._puts.append((label, lambda tw: tw.save(item, condition=condition)))
 
-    def update(self, label: str, item: Model, actions: list[Action], condition: Any = None) -> None:
+    def update(self, label: str, item: Model, actions: Sequence[Action], condition: Any = None) -> None:
         self._updates.append(
-            (label, lambda tw: tw.update(item, actions=actions, condition=condition, add_version_condition=False))
+            (label, lambda tw: tw.update(item, actions=list(actions), condition=condition, add_version_condition=False))
         )
 
     @property
@@ -79,7 +79,9 @@ class TxBuilder:
                 return
             except TransactWriteError as exc:
                 codes = [reason.code if reason else "None" for reason in exc.cancellation_reasons]
-                failed = [label for label, code in zip(self.labels, codes, strict=False) if code == "ConditionalCheckFailed"]
+                failed = [
+                    label for label, code in zip(self.labels, codes, strict=False) if code == "ConditionalCheckFailed"
+                ]
                 if failed:
                     raise ConditionFailed(failed) from exc
                 if not _is_contention(exc, codes):

@@ -77,10 +77,17 @@ class TenancyService:
             created_by=caller.actor,
         )
         config = _to_config(item)
-        store.create_tenant(item, audit_event(
-            tenant_id=item.pk, action="tenant.created", actor=caller.actor, correlation_id=caller.correlation_id,
-            subject_id=item.pk, payload=config.to_dict(),
-        ))
+        store.create_tenant(
+            item,
+            audit_event(
+                tenant_id=item.pk,
+                action="tenant.created",
+                actor=caller.actor,
+                correlation_id=caller.correlation_id,
+                subject_id=item.pk,
+                payload=config.to_dict(),
+            ),
+        )
         return config
 
     def get_tenant(self, tenant_id: str) -> TenantConfig:
@@ -111,25 +118,50 @@ class TenancyService:
     # ---- keys
     def issue_tenant_key(self, caller: Caller, tenant_id: str) -> IssuedKey:
         issued = keys.generate()
-        self._store_key(issued, kind="tenant", tenant_id=tenant_id, role="tenant", name=None, created_by=caller.actor,
-                        correlation_id=caller.correlation_id)
+        self._store_key(
+            issued,
+            kind="tenant",
+            tenant_id=tenant_id,
+            role="tenant",
+            name=None,
+            created_by=caller.actor,
+            correlation_id=caller.correlation_id,
+        )
         return issued
 
-    def create_admin_key(self, *, name: str, role: str = "admin", created_by: str = "system:bootstrap",
-                         correlation_id: str = "bootstrap") -> IssuedKey:
+    def create_admin_key(
+        self, *, name: str, role: str = "admin", created_by: str = "system:bootstrap", correlation_id: str = "bootstrap"
+    ) -> IssuedKey:
         if role not in ADMIN_ROLES:
             raise ValueError(f"role must be one of {ADMIN_ROLES}")
         issued = keys.generate()
-        self._store_key(issued, kind="admin", tenant_id=None, role=role, name=name, created_by=created_by,
-                        correlation_id=correlation_id)
+        self._store_key(
+            issued,
+            kind="admin",
+            tenant_id=None,
+            role=role,
+            name=name,
+            created_by=created_by,
+            correlation_id=correlation_id,
+        )
         return issued
 
     def revoke_tenant_key(self, caller: Caller, tenant_id: str, key_id: str) -> dict[str, str]:
         revoked_at = now_rfc3339()
-        store.revoke_credential(key_id, tenant_id, revoked_at, caller.actor, audit_event(
-            tenant_id=tenant_id, action="api_key.revoked", actor=caller.actor, correlation_id=caller.correlation_id,
-            subject_id=key_id, payload={"key_id": key_id, "tenant_id": tenant_id, "revoked_at": revoked_at},
-        ))
+        store.revoke_credential(
+            key_id,
+            tenant_id,
+            revoked_at,
+            caller.actor,
+            audit_event(
+                tenant_id=tenant_id,
+                action="api_key.revoked",
+                actor=caller.actor,
+                correlation_id=caller.correlation_id,
+                subject_id=key_id,
+                payload={"key_id": key_id, "tenant_id": tenant_id, "revoked_at": revoked_at},
+            ),
+        )
         return {"key_id": key_id, "tenant_id": tenant_id, "status": "revoked", "revoked_at": revoked_at}
 
     def authenticate(self, api_key: str, *, kind: str) -> Principal:
@@ -147,29 +179,56 @@ class TenancyService:
             raise Unauthorized("invalid API key")
         return Principal(key_id=key_id, kind=item.kind, tenant_id=item.tenant_id, role=item.role)
 
-    def _store_key(self, issued: IssuedKey, *, kind: str, tenant_id: str | None, role: str, name: str | None,
-                   created_by: str, correlation_id: str) -> None:
+    def _store_key(
+        self,
+        issued: IssuedKey,
+        *,
+        kind: str,
+        tenant_id: str | None,
+        role: str,
+        name: str | None,
+        created_by: str,
+        correlation_id: str,
+    ) -> None:
         secret = issued.api_key.rsplit(".", 1)[1]
         pepper = secret_bytes(settings().api_key_pepper_secret)
         created_at = now_rfc3339()
         item = CredentialItem(
-            issued.key_id, kind=kind, tenant_id=tenant_id, role=role, name=name,
-            secret_hash=keys.keyed_hash(pepper, issued.key_id, secret), status="active",
-            created_at=created_at, created_by=created_by,
+            issued.key_id,
+            kind=kind,
+            tenant_id=tenant_id,
+            role=role,
+            name=name,
+            secret_hash=keys.keyed_hash(pepper, issued.key_id, secret),
+            status="active",
+            created_at=created_at,
+            created_by=created_by,
         )
-        store.create_credential(item, audit_event(
-            tenant_id=tenant_id or PLATFORM_TENANT, action="api_key.created", actor=created_by,
-            correlation_id=correlation_id, subject_id=issued.key_id,
-            payload={"key_id": issued.key_id, "kind": kind, "role": role, "tenant_id": tenant_id, "name": name,
-                     "created_at": created_at},
-        ))
+        store.create_credential(
+            item,
+            audit_event(
+                tenant_id=tenant_id or PLATFORM_TENANT,
+                action="api_key.created",
+                actor=created_by,
+                correlation_id=correlation_id,
+                subject_id=issued.key_id,
+                payload={
+                    "key_id": issued.key_id,
+                    "kind": kind,
+                    "role": role,
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "created_at": created_at,
+                },
+            ),
+        )
 
 
 def _to_config(item: TenantItem) -> TenantConfig:
     return TenantConfig(
         id=item.pk,
         name=item.name,
-        jurisdictions=tuple(item.jurisdictions),
+        jurisdictions=tuple(str(code) for code in item.jurisdictions),
         capabilities=plain_map(item.capabilities),
         open_banking_provider=item.open_banking_provider,
         status=item.status,
