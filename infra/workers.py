@@ -53,8 +53,17 @@ class _Context:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
-def _worker_main(conn: Connection, module_file: str, code_dir: str, handler_name: str, env: dict[str, str],
-                 function_name: str, function_arn: str, memory_mb: int, timeout_s: int) -> None:
+def _worker_main(
+    conn: Connection,
+    module_file: str,
+    code_dir: str,
+    handler_name: str,
+    env: dict[str, str],
+    function_name: str,
+    function_arn: str,
+    memory_mb: int,
+    timeout_s: int,
+) -> None:
     """Runs in the child: set the environment first (the kernel reads it at import), import once, serve forever."""
     os.environ.clear()
     os.environ.update(env)
@@ -77,8 +86,14 @@ def _worker_main(conn: Connection, module_file: str, code_dir: str, handler_name
             payload = conn.recv_bytes()
         except EOFError:
             return
-        context = _Context(function_name, function_arn, memory_mb, str(uuid.uuid4()), time.monotonic() + timeout_s,
-                           log_group_name=f"/aws/lambda/{function_name}")
+        context = _Context(
+            function_name,
+            function_arn,
+            memory_mb,
+            str(uuid.uuid4()),
+            time.monotonic() + timeout_s,
+            log_group_name=f"/aws/lambda/{function_name}",
+        )
         try:
             result = handler(json.loads(payload), context)
             conn.send_bytes(json.dumps(["ok", result]).encode())
@@ -89,15 +104,34 @@ def _worker_main(conn: Connection, module_file: str, code_dir: str, handler_name
 class ProcessContainer:
     """One warm Lambda container: a worker process serving one request at a time."""
 
-    def __init__(self, *, module_file: Path, code_dir: Path, handler_name: str, env: dict[str, str],
-                 function_name: str, function_arn: str, memory_mb: int, timeout_s: int) -> None:
+    def __init__(
+        self,
+        *,
+        module_file: Path,
+        code_dir: Path,
+        handler_name: str,
+        env: dict[str, str],
+        function_name: str,
+        function_arn: str,
+        memory_mb: int,
+        timeout_s: int,
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._lock = threading.Lock()
         self._process = ctx.Process(
             target=_worker_main,
-            args=(child, str(module_file), str(code_dir), handler_name, env, function_name, function_arn, memory_mb,
-                  timeout_s),
+            args=(
+                child,
+                str(module_file),
+                str(code_dir),
+                handler_name,
+                env,
+                function_name,
+                function_arn,
+                memory_mb,
+                timeout_s,
+            ),
             daemon=True,
         )
         self._process.start()

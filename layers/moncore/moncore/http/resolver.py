@@ -84,8 +84,12 @@ def handle(
     try:
         refused = _refuse_body(event.get("body") or "", bool(event.get("isBase64Encoded")))
         if refused is not None:
-            result: dict[str, Any] = {"statusCode": refused["status"], "headers": {"Content-Type": PROBLEM_JSON},
-                                      "body": json.dumps(refused), "isBase64Encoded": False}
+            result: dict[str, Any] = {
+                "statusCode": refused["status"],
+                "headers": {"Content-Type": PROBLEM_JSON},
+                "body": json.dumps(refused),
+                "isBase64Encoded": False,
+            }
         else:
             app.append_context(correlation_id=correlation_id)
             result = app.resolve(event, context)
@@ -109,8 +113,13 @@ def _refuse_body(body: str, base64_encoded: bool) -> dict[str, Any] | None:
         text = base64.b64decode(body, validate=True).decode("utf-8") if base64_encoded else body
         json.loads(text)
     except (ValueError, RecursionError, UnicodeDecodeError, binascii.Error):
-        return problem_body(422, "validation_error", "Validation Error", "The body is not valid UTF-8 JSON.",
-                            [{"loc": ["body"], "msg": "invalid JSON", "type": "json_invalid"}])
+        return problem_body(
+            422,
+            "validation_error",
+            "Validation Error",
+            "The body is not valid UTF-8 JSON.",
+            [{"loc": ["body"], "msg": "invalid JSON", "type": "json_invalid"}],
+        )
     return None
 
 
