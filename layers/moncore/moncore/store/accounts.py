@@ -56,21 +56,7 @@ def create_account(item: AccountItem, audit: AuditEvent) -> None:
             UserItem.pk.exists() & (UserItem.status == "ACTIVE"),
         )
     tx.put("account", item, AccountItem.pk.does_not_exist())
-    tx.put(
-        "balance",
-        BalanceItem(
-            item.pk,
-            tenant_id=item.tenant_id,
-            account_id=item.id,
-            currency=item.currency,
-            posted_minor=0,
-            pending_minor=0,
-            available_minor=0,
-            version=0,
-            updated_at=item.created_at,
-        ),
-        BalanceItem.pk.does_not_exist(),
-    )
+    tx.put("balance", _zero_balance(item), BalanceItem.pk.does_not_exist())
     tx.put("audit", audit_item(audit), append_condition())
     try:
         tx.execute()
@@ -110,22 +96,23 @@ def ensure_system_account(item: AccountItem) -> None:
     """Create a tenant system account (and its balance) once; a concurrent or earlier creation is fine."""
     tx = TxBuilder()
     tx.put("account", item, AccountItem.pk.does_not_exist())
-    tx.put(
-        "balance",
-        BalanceItem(
-            item.pk,
-            tenant_id=item.tenant_id,
-            account_id=item.id,
-            currency=item.currency,
-            posted_minor=0,
-            pending_minor=0,
-            available_minor=0,
-            version=0,
-            updated_at=item.created_at,
-        ),
-        BalanceItem.pk.does_not_exist(),
-    )
+    tx.put("balance", _zero_balance(item), BalanceItem.pk.does_not_exist())
     try:
         tx.execute()
     except ConditionFailed:
         return
+
+
+def _zero_balance(account: AccountItem) -> BalanceItem:
+    """A new account's balance item: created with the account, in the same transaction, at zero."""
+    return BalanceItem(
+        account.pk,
+        tenant_id=account.tenant_id,
+        account_id=account.id,
+        currency=account.currency,
+        posted_minor=0,
+        pending_minor=0,
+        available_minor=0,
+        version=0,
+        updated_at=account.created_at,
+    )
