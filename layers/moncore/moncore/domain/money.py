@@ -53,6 +53,13 @@ def check_amount_minor(amount_minor: object, *, field: str = "amount_minor") -> 
     return amount_minor
 
 
+def stored_minor(value: object) -> int:
+    """An amount read back from storage must still be an exact int (invariant checked after every read)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvariantViolation(f"stored amount is not an integer: {value!r}")
+    return value
+
+
 def format_minor(amount_minor: int, currency: str) -> str:
     """Decimal string of a signed minor-unit amount: format_minor(-1234, "EUR") == "-12.34", JPY has no point."""
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):

@@ -18,7 +18,7 @@ from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, RequestIdentity, Result
 from moncore.domain.errors import AlreadyExists, IdempotencyKeyReused, InvariantViolation, NotFound, ValidationFailed
 from moncore.domain.ids import derived_id
-from moncore.domain.money import check_amount_minor, currency_exponent, format_minor
+from moncore.domain.money import check_amount_minor, currency_exponent, format_minor, stored_minor
 from moncore.domain.transactions import (
     AccountKind,
     AccountRef,
@@ -136,9 +136,9 @@ class LedgerService:
             raise NotFound(f"account {account_id} not found")
         balance = account_store.find_balance_item(tenant_id, account_id)
         posted, pending, available = (
-            _int(balance.posted_minor),
-            _int(balance.pending_minor),
-            _int(balance.available_minor),
+            stored_minor(balance.posted_minor),
+            stored_minor(balance.pending_minor),
+            stored_minor(balance.available_minor),
         )
         if pending == 0 and available != posted:  # both sides: a balance read back must still be coherent
             raise InvariantViolation(f"balance of {account_id} is inconsistent: {posted}/{pending}/{available}")
@@ -150,7 +150,7 @@ class LedgerService:
             "posted": format_minor(posted, item.currency),
             "pending": format_minor(pending, item.currency),
             "available": format_minor(available, item.currency),
-            "version": _int(balance.version),
+            "version": stored_minor(balance.version),
         }
         return view
 
@@ -356,12 +356,6 @@ def _require_user_account(account: AccountRef) -> None:
         raise ValidationFailed(f"account {account.account_id} is a system account and cannot be used here")
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvariantViolation(f"stored amount is not an integer: {value!r}")
-    return value
-
-
 def _user_view(item: UserItem) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -396,8 +390,8 @@ def _transaction_view(items: list[LedgerItem]) -> dict[str, Any]:
         {
             "account_id": leg.account_id,
             "currency": leg.currency,
-            "amount_minor": _int(leg.leg_amount_minor),
-            "amount": format_minor(_int(leg.leg_amount_minor), leg.currency or ""),
+            "amount_minor": stored_minor(leg.leg_amount_minor),
+            "amount": format_minor(stored_minor(leg.leg_amount_minor), leg.currency or ""),
             "phase": leg.phase,
         }
         for leg in leg_items
@@ -407,13 +401,13 @@ def _transaction_view(items: list[LedgerItem]) -> dict[str, Any]:
         [
             Leg(
                 AccountRef(str(leg["account_id"]), str(leg["currency"]), AccountKind.USER),
-                _int(leg["amount_minor"]),
+                stored_minor(leg["amount_minor"]),
                 Phase(str(leg["phase"])),
             )
             for leg in legs
         ]
     )
-    amount_minor = _int(header.amount_minor)
+    amount_minor = stored_minor(header.amount_minor)
     view: dict[str, Any] = {
         "id": header.txn_id,
         "type": header.type,

@@ -26,6 +26,7 @@ from moncore.domain.errors import (
     NotFound,
     ValidationFailed,
 )
+from moncore.domain.money import stored_minor
 from moncore.domain.transactions import AccountKind, Leg, Transaction, balance_changes, check_zero_sum
 from moncore.store.accounts import find_account_item
 from moncore.store.audit import append_condition, audit_item
@@ -203,7 +204,7 @@ def list_entries(
             leg_no=int(item.sk.removeprefix("LEG#")),
             account_id=item.account_id or "",
             currency=item.currency or "",
-            amount_minor=_int(item.leg_amount_minor),
+            amount_minor=stored_minor(item.leg_amount_minor),
             phase=item.phase or "",
             recorded_at=item.recorded_at,
             effective_at=item.effective_at,
@@ -213,12 +214,6 @@ def list_entries(
     ]
     last = result.last_evaluated_key
     return entries, (_encode_cursor(last) if last and len(entries) == limit else None)
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvariantViolation(f"stored amount is not an integer: {value!r}")
-    return value
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
