@@ -7,13 +7,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.domain.clock import parse_instant
 from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
-from moncore.http.schemas import CreateAccount, CreateFunding, CreateTransfer, CreateUser, Id
+from moncore.http.schemas import Capture, CreateAccount, CreateFunding, CreateTransfer, CreateUser, Id, Reverse, Void
+from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.service import LedgerService
 
 logger = Logger()
 app = make_app(logger)
 ledger = LedgerService()
+lifecycle = LifecycleService()
 app.configure_openapi(
     title="MonCore partner API",
     version="1.0.0",
@@ -21,6 +24,7 @@ app.configure_openapi(
 )
 
 PathId = Annotated[Id, Path()]
+AsOf = Annotated[str | None, Query(max_length=40, description="RFC 3339 instant: the state recorded by then")]
 
 
 @app.get("/health")
@@ -51,8 +55,9 @@ def create_account(body: CreateAccount) -> Response[str]:
 
 
 @app.get("/v1/accounts/<account_id>")
-def get_account(account_id: PathId) -> dict[str, Any]:
-    return ledger.get_account(tenant_caller(app), account_id)
+def get_account(account_id: PathId, as_of: AsOf = None) -> dict[str, Any]:
+    instant = None if as_of is None else parse_instant(as_of)
+    return ledger.get_account(tenant_caller(app), account_id, as_of=instant)
 
 
 @app.get("/v1/accounts/<account_id>/entries")
@@ -60,8 +65,10 @@ def list_entries(
     account_id: PathId,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    as_of: AsOf = None,
 ) -> dict[str, Any]:
-    return ledger.list_entries(tenant_caller(app), account_id, limit=limit, cursor=cursor)
+    instant = None if as_of is None else parse_instant(as_of)
+    return ledger.list_entries(tenant_caller(app), account_id, limit=limit, cursor=cursor, as_of=instant)
 
 
 @app.post("/v1/fundings")
@@ -73,8 +80,25 @@ def create_funding(body: CreateFunding) -> Response[str]:
 @app.post("/v1/transfers")
 def create_transfer(body: CreateTransfer) -> Response[str]:
     who = tenant_caller(app)
-    fields = body.model_dump(exclude={"capture"})
-    return idempotent(app, who, lambda req: ledger.transfer(who, req, **fields))
+    return idempotent(app, who, lambda req: ledger.transfer(who, req, **body.model_dump()))
+
+
+@app.post("/v1/transactions/<txn_id>/capture")
+def capture(txn_id: PathId, body: Capture) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: lifecycle.capture(who, req, txn_id, **body.model_dump()), status=200)
+
+
+@app.post("/v1/transactions/<txn_id>/void")
+def void(txn_id: PathId, body: Void) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: lifecycle.void(who, req, txn_id, **body.model_dump()), status=200)
+
+
+@app.post("/v1/transactions/<txn_id>/reverse")
+def reverse(txn_id: PathId, body: Reverse) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: lifecycle.reverse(who, req, txn_id, **body.model_dump()))
 
 
 @app.get("/v1/transactions/<txn_id>")

@@ -56,6 +56,8 @@ def test_user_account_funding_transfer_and_reads(call: Any, tenant: Tenant) -> N
         "posted_minor": 2550,
         "pending_minor": 0,
         "available_minor": 2550,
+        "pending_in_minor": 0,
+        "pending_out_minor": 0,
         "posted": "25.50",
         "pending": "0.00",
         "available": "25.50",

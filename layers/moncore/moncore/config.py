@@ -18,6 +18,7 @@ class Settings:
     users_table: str
     accounts_table: str
     balances_table: str
+    holds_table: str
     ledger_table: str
     guards_table: str
     idempotency_table: str
@@ -26,6 +27,7 @@ class Settings:
     evidence_bucket: str
     signing_key_id: str
     idempotency_ttl_seconds: int
+    hot_account_shards: int
     region: str
 
 
@@ -41,6 +43,7 @@ def settings() -> Settings:
         users_table=_env("MONCORE_USERS_TABLE", "moncore-users"),
         accounts_table=_env("MONCORE_ACCOUNTS_TABLE", "moncore-accounts"),
         balances_table=_env("MONCORE_BALANCES_TABLE", "moncore-balances"),
+        holds_table=_env("MONCORE_HOLDS_TABLE", "moncore-holds"),
         ledger_table=_env("MONCORE_LEDGER_TABLE", "moncore-ledger"),
         guards_table=_env("MONCORE_GUARDS_TABLE", "moncore-guards"),
         idempotency_table=_env("MONCORE_IDEMPOTENCY_TABLE", "moncore-idempotency"),
@@ -49,5 +52,6 @@ def settings() -> Settings:
         evidence_bucket=_env("MONCORE_EVIDENCE_BUCKET", ""),
         signing_key_id=_env("MONCORE_SIGNING_KEY_ID", ""),
         idempotency_ttl_seconds=int(_env("MONCORE_IDEMPOTENCY_TTL_SECONDS", "86400")),
+        hot_account_shards=int(_env("MONCORE_HOT_ACCOUNT_SHARDS", "1")),
         region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "eu-west-1")),
     )

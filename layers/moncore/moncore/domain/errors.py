@@ -90,6 +90,14 @@ class AccountNotActive(DomainError):
     title = "Account Not Active"
 
 
+class InvalidStateTransition(DomainError):
+    """The transaction's lifecycle does not allow this step now (DESIGN.md invariant 9)."""
+
+    code = "invalid_state_transition"
+    status = 409
+    title = "Invalid State Transition"
+
+
 class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status = 413

@@ -1,12 +1,22 @@
-"""Transactions and their legs: pure construction and the money invariants checked on both sides of a write.
+"""Transactions, their events and legs: pure construction and the money invariants checked on both sides of a write.
 
-A transaction is a header plus signed legs (debit < 0 < credit) that sum to zero per currency (invariant 1). Balance
-changes are derived from the legs, never supplied separately, so a posting cannot move a balance its legs do not show.
+A transaction is a header (what was asked, once) plus an append-only sequence of events (what happened: authorized,
+captured, voided, expired, settled, reversal linked). Each event carries signed legs (debit < 0 < credit) that sum to
+zero per currency (invariant 1). Balance changes are derived from the legs, never supplied separately, so a posting
+cannot move a balance its legs do not show.
+
+Leg phases and their effect on a balance (see docs/lifecycle.md):
+- SETTLED  a:  posted += a, available += a
+- AUTHORIZED a<0 (hold on the payer):  pending_out += |a|, available -= |a|
+- AUTHORIZED a>0 (incoming hold):      pending_in += a (incoming money is never spendable early)
+- RELEASED a>0 (payer's hold released): pending_out -= a, available += a
+- RELEASED a<0 (incoming hold released): pending_in -= |a|
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -17,6 +27,9 @@ from moncore.domain.errors import InvariantViolation
 class TxnType(StrEnum):
     FUNDING = "funding"
     TRANSFER = "transfer"
+    CARD = "card"
+    FX_CONVERSION = "fx_conversion"
+    REVERSAL = "reversal"
 
 
 class TxnStatus(StrEnum):
@@ -27,11 +40,22 @@ class TxnStatus(StrEnum):
 
 
 class Phase(StrEnum):
-    """The phase a leg belongs to. AUTHORIZED legs are holds (pending); SETTLED legs are posted."""
+    """The phase a leg belongs to: AUTHORIZED places a hold, RELEASED takes (part of) it back, SETTLED is posted."""
 
     AUTHORIZED = "AUTHORIZED"
+    RELEASED = "RELEASED"
     SETTLED = "SETTLED"
-    REVERSED = "REVERSED"
+
+
+class EventKind(StrEnum):
+    """What an event did. The status after it is stored with it, so the lifecycle reads without recomputation."""
+
+    AUTHORIZED = "authorized"  # hold placed
+    CAPTURED = "captured"  # part or all of the hold settled
+    VOIDED = "voided"  # the rest of the hold released on request
+    EXPIRED = "expired"  # the rest of the hold released by the expiry sweep
+    SETTLED = "settled"  # created settled (capture "auto")
+    REVERSAL_LINKED = "reversal_linked"  # on a SETTLED transaction: a reversing transaction now points at it
 
 
 class AccountKind(StrEnum):
@@ -47,6 +71,7 @@ class AccountRef:
     currency: str
     kind: AccountKind
     user_id: str | None = None
+    shards: int = 1  # sub-balance items the balance is spread over (hot system accounts); the balance is their sum
 
     @property
     def floor_minor(self) -> int | None:
@@ -59,6 +84,7 @@ class Leg:
     account: AccountRef
     amount_minor: int  # signed: negative debits, positive credits
     phase: Phase
+    fx: Mapping[str, Any] | None = None  # FX attribution: rate, quote_id, provider, both amounts and currencies
 
     @property
     def currency(self) -> str:
@@ -67,12 +93,18 @@ class Leg:
 
 @dataclass(frozen=True, slots=True)
 class BalanceChange:
-    """The net effect of a transaction's legs on one account's balance."""
+    """The net effect of an event's legs on one account's balance."""
 
     account: AccountRef
     posted_delta_minor: int
-    pending_delta_minor: int
+    pending_in_delta_minor: int
+    pending_out_delta_minor: int
     available_delta_minor: int
+
+    @property
+    def pending_delta_minor(self) -> int:
+        """Net pending as the API shows it: incoming holds positive, outgoing holds negative."""
+        return self.pending_in_delta_minor - self.pending_out_delta_minor
 
     @property
     def required_available_minor(self) -> int | None:
@@ -85,13 +117,13 @@ class BalanceChange:
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
+    """The header: written once when the transaction is created, never changed."""
+
     id: str
     tenant_id: str
     type: TxnType
-    status: TxnStatus
     amount_minor: int
     currency: str
-    legs: tuple[Leg, ...]
     created_at: str
     request_hash: str
     correlation_id: str
@@ -100,9 +132,31 @@ class Transaction:
     provider_ref: str | None = None
     compliance: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, str] = field(default_factory=dict)
+    capture: str = "auto"  # auto | manual
+    hold_expires_at: str | None = None
+    reverses_txn_id: str | None = None  # a REVERSAL points at the SETTLED transaction it corrects
+    fx: dict[str, Any] | None = None
 
 
-def check_zero_sum(legs: tuple[Leg, ...] | list[Leg]) -> None:
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One appended step of a transaction's lifecycle, with the legs it posts (none for a link)."""
+
+    seq: int  # 1, 2, ... within the transaction; the ledger refuses a second event in the same slot
+    kind: EventKind
+    status: TxnStatus  # the transaction's status after this event
+    amount_minor: int
+    legs: tuple[Leg, ...]
+    recorded_at: str
+    op_id: str  # what caused it: derived from the idempotency key or the provider's event id (dedup guard)
+    request_hash: str
+    actor: str
+    correlation_id: str
+    reason: str | None = None
+    related_txn_id: str | None = None
+
+
+def check_zero_sum(legs: Iterable[Leg]) -> None:
     """Invariant 1: legs balance per currency. Raises, never asserts."""
     totals: dict[str, int] = defaultdict(int)
     for leg in legs:
@@ -114,38 +168,95 @@ def check_zero_sum(legs: tuple[Leg, ...] | list[Leg]) -> None:
         raise InvariantViolation(f"legs do not sum to zero per currency: {unbalanced}")
 
 
-def balance_changes(legs: tuple[Leg, ...]) -> list[BalanceChange]:
-    """Net balance effect per account. SETTLED legs move posted and available; AUTHORIZED legs are holds that move
-    pending and, for debits only, available (a hold never makes incoming money spendable early)."""
+def leg_effect(phase: Phase, amount_minor: int) -> tuple[int, int, int, int]:
+    """(posted, pending_in, pending_out, available) deltas of one leg; the single definition of what a phase does."""
+    if phase is Phase.SETTLED:
+        return amount_minor, 0, 0, amount_minor
+    if phase is Phase.AUTHORIZED:
+        if amount_minor < 0:
+            return 0, 0, -amount_minor, amount_minor
+        return 0, amount_minor, 0, 0
+    if phase is Phase.RELEASED:
+        if amount_minor > 0:
+            return 0, 0, -amount_minor, amount_minor
+        return 0, amount_minor, 0, 0
+    raise InvariantViolation(f"unknown phase {phase!r}")
+
+
+def balance_changes(legs: Iterable[Leg]) -> list[BalanceChange]:
+    """Net balance effect per account, in account-id order (a stable order keeps transaction items deterministic)."""
     changes: dict[str, list[int]] = {}
     accounts: dict[str, AccountRef] = {}
     for leg in legs:
-        posted, pending, available = changes.setdefault(leg.account.account_id, [0, 0, 0])
+        totals = changes.setdefault(leg.account.account_id, [0, 0, 0, 0])
         accounts[leg.account.account_id] = leg.account
-        if leg.phase is Phase.SETTLED:
-            posted += leg.amount_minor
-            available += leg.amount_minor
-        elif leg.phase is Phase.AUTHORIZED:
-            pending += leg.amount_minor
-            available += min(leg.amount_minor, 0)
-        else:
-            raise InvariantViolation(f"phase {leg.phase} does not change balances by itself")
-        changes[leg.account.account_id] = [posted, pending, available]
-    return [
-        BalanceChange(accounts[acc_id], posted, pending, available)
-        for acc_id, (posted, pending, available) in sorted(changes.items())
-    ]
+        for i, delta in enumerate(leg_effect(leg.phase, leg.amount_minor)):
+            totals[i] += delta
+    return [BalanceChange(accounts[acc_id], *totals) for acc_id, totals in sorted(changes.items())]
 
 
 def settled_pair(debit: AccountRef, credit: AccountRef, amount_minor: int) -> tuple[Leg, ...]:
     """Two SETTLED legs moving `amount_minor` from `debit` to `credit` (same currency)."""
+    return _pair(debit, credit, amount_minor, Phase.SETTLED)
+
+
+def hold_pair(debit: AccountRef, credit: AccountRef, amount_minor: int) -> tuple[Leg, ...]:
+    """Two AUTHORIZED legs: a hold of `amount_minor` on `debit` in favour of `credit`."""
+    return _pair(debit, credit, amount_minor, Phase.AUTHORIZED)
+
+
+def release_pair(debit: AccountRef, credit: AccountRef, amount_minor: int) -> tuple[Leg, ...]:
+    """Two RELEASED legs taking `amount_minor` of the hold `hold_pair(debit, credit, ...)` back."""
+    legs = (Leg(debit, amount_minor, Phase.RELEASED), Leg(credit, -amount_minor, Phase.RELEASED))
+    check_zero_sum(legs)
+    return legs
+
+
+def _pair(debit: AccountRef, credit: AccountRef, amount_minor: int, phase: Phase) -> tuple[Leg, ...]:
     if debit.currency != credit.currency:
         raise InvariantViolation("a single-currency pair needs both accounts in one currency")
     if debit.account_id == credit.account_id:
         raise InvariantViolation("debit and credit account must differ")
-    legs = (
-        Leg(debit, -amount_minor, Phase.SETTLED),
-        Leg(credit, amount_minor, Phase.SETTLED),
-    )
+    legs = (Leg(debit, -amount_minor, phase), Leg(credit, amount_minor, phase))
     check_zero_sum(legs)
     return legs
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """An account's balance (summed over its shards). Checked whenever it is read back from the store."""
+
+    posted_minor: int = 0
+    pending_in_minor: int = 0
+    pending_out_minor: int = 0
+    available_minor: int = 0
+
+    def __add__(self, other: Balance) -> Balance:
+        return Balance(
+            self.posted_minor + other.posted_minor,
+            self.pending_in_minor + other.pending_in_minor,
+            self.pending_out_minor + other.pending_out_minor,
+            self.available_minor + other.available_minor,
+        )
+
+    @property
+    def pending_minor(self) -> int:
+        return self.pending_in_minor - self.pending_out_minor
+
+    def checked(self, what: str) -> Balance:
+        """Raise unless the parts are coherent: available = posted - outgoing holds, holds never negative."""
+        if (
+            self.available_minor != self.posted_minor - self.pending_out_minor
+            or self.pending_in_minor < 0
+            or self.pending_out_minor < 0
+        ):
+            raise InvariantViolation(f"balance of {what} is inconsistent: {self}")
+        return self
+
+    @classmethod
+    def of_legs(cls, legs: Iterable[tuple[Phase, int]]) -> Balance:
+        """The balance a sequence of (phase, signed amount) entries adds up to: the derivation of invariant 2."""
+        total = cls()
+        for phase, amount_minor in legs:
+            total = total + cls(*leg_effect(phase, amount_minor))
+        return total

@@ -160,7 +160,9 @@ def idempotent(
 ) -> Response[str]:
     """Run a creating POST exactly once per (tenant, Idempotency-Key); see moncore.http.idempotency."""
     event = app.current_event
-    route = f"{event.http_method} {event.resource}"
+    # The concrete path, not the resource template: the same key on /v1/transactions/A/capture and .../B/capture is
+    # two different requests, never a replay of the first.
+    route = f"{event.http_method} {event.path}"
     body = event.json_body if event.body else {}
     request = idempotency.request_identity(_header(event, "idempotency-key"), route, body)
     scope = who.tenant_id or "_admin"

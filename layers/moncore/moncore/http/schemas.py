@@ -42,6 +42,10 @@ AmountMinor = Annotated[
     StrictInt, Field(gt=0, le=MAX_AMOUNT_MINOR, description="Positive integer, ISO 4217 minor units")
 ]
 Text = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+Instant = Annotated[
+    StrictStr,
+    Field(min_length=20, max_length=40, description="RFC 3339 timestamp with offset, e.g. 2026-01-31T23:59:59Z"),
+]
 
 
 class _Strict(BaseModel):
@@ -72,7 +76,21 @@ class CreateTransfer(_Strict):
     amount_minor: AmountMinor
     currency: Currency
     reference: Annotated[StrictStr, Field(max_length=140)] | None = None
-    capture: Literal["auto"] = "auto"
+    capture: Literal["auto", "manual"] = "auto"
+    hold_expires_at: Instant | None = None
+
+
+class Capture(_Strict):
+    amount_minor: AmountMinor | None = Field(default=None, description="Default: the rest of the hold")
+
+
+class Void(_Strict):
+    amount_minor: AmountMinor | None = Field(default=None, description="Default: the rest of the hold")
+
+
+class Reverse(_Strict):
+    amount_minor: AmountMinor | None = Field(default=None, description="Default: what is not yet reversed")
+    reason: Text
 
 
 class CreateTenant(_Strict):

@@ -82,14 +82,13 @@ def account_refs(tenant_id: str, account_ids: list[str]) -> dict[str, AccountRef
 
 
 def to_ref(item: AccountItem) -> AccountRef:
-    return AccountRef(account_id=item.id, currency=item.currency, kind=AccountKind(item.kind), user_id=item.user_id)
-
-
-def find_balance_item(tenant_id: str, account_id: str) -> BalanceItem:
-    try:
-        return BalanceItem.get(tenant_key(tenant_id, account_id), consistent_read=True)
-    except BalanceItem.DoesNotExist:
-        raise NotFound(f"account {account_id} not found") from None
+    return AccountRef(
+        account_id=item.id,
+        currency=item.currency,
+        kind=AccountKind(item.kind),
+        user_id=item.user_id,
+        shards=int(item.shards or 1),
+    )
 
 
 def ensure_system_account(item: AccountItem) -> None:
@@ -110,8 +109,10 @@ def _zero_balance(account: AccountItem) -> BalanceItem:
         tenant_id=account.tenant_id,
         account_id=account.id,
         currency=account.currency,
+        shard=0,
         posted_minor=0,
-        pending_minor=0,
+        pending_in_minor=0,
+        pending_out_minor=0,
         available_minor=0,
         version=0,
         updated_at=account.created_at,

@@ -1,19 +1,24 @@
-"""Ledger persistence: a posting is ONE TransactWriteItems holding the header, the balanced legs, the uniqueness guards,
-the account checks, the conditional balance updates and the audit event. No read happens before the write.
+"""Ledger persistence. A posting is ONE TransactWriteItems holding the new headers, the appended events and their
+balanced legs, the uniqueness guards, the account checks, the conditional balance updates, the derived hold rows and
+the audit event. Nothing is read before the write on the hot path (sharded floored accounts excepted, see below).
 
 Conditions (each one the last line of defence for an invariant):
-- header and legs: attribute_not_exists -> one posting per transaction id, i.e. per (tenant, idempotency key) (4, 8);
-- guards: attribute_not_exists -> one posting per provider reference (inv. 8);
-- user accounts: exist for this tenant, in this currency, ACTIVE (inv. 10);
-- balances: available_minor >= amount + floor for every debit (inv. 6).
+- header: attribute_not_exists -> one transaction per id, i.e. per (tenant, idempotency key) (invariants 4, 8);
+- event slot EVT#n and its legs: attribute_not_exists -> two lifecycle steps can never both build on the same state;
+  the loser re-reads and plans again (invariant 9);
+- guards: attribute_not_exists -> one posting per provider reference, operation id, ... (invariant 8);
+- user accounts: exist for this tenant, in this currency, ACTIVE (invariant 10);
+- balances: available_minor >= floor - delta on the debited shard (invariant 6).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from moncore.domain.audit import AuditEvent
@@ -26,18 +31,44 @@ from moncore.domain.errors import (
     NotFound,
     ValidationFailed,
 )
+from moncore.domain.lifecycle import TxnState
 from moncore.domain.money import stored_minor
-from moncore.domain.transactions import AccountKind, Leg, Transaction, balance_changes, check_zero_sum
+from moncore.domain.transactions import (
+    AccountKind,
+    AccountRef,
+    BalanceChange,
+    Event,
+    Leg,
+    Transaction,
+    TxnStatus,
+    balance_changes,
+    check_zero_sum,
+)
 from moncore.store.accounts import find_account_item
 from moncore.store.audit import append_condition, audit_item
-from moncore.store.models import AccountItem, BalanceItem, GuardItem, LedgerItem, tenant_key
+from moncore.store.balances import balance_key, shard_balances
+from moncore.store.models import AccountItem, BalanceItem, GuardItem, HoldItem, LedgerItem, tenant_key
 from moncore.store.transact import ConditionFailed, TxBuilder
 
 HEADER_SK = "TXN"
+EVENT_PREFIX = "EVT#"
+LEG_PREFIX = "LEG#"
 
 
 class DuplicateTransaction(Exception):
     """The ledger already holds this transaction id: the request was executed before."""
+
+    def __init__(self, txn_id: str) -> None:
+        super().__init__(txn_id)
+        self.txn_id = txn_id
+
+
+class EventSlotTaken(Exception):
+    """Another step of this transaction was appended first: re-read the transaction and plan again."""
+
+    def __init__(self, txn_id: str) -> None:
+        super().__init__(txn_id)
+        self.txn_id = txn_id
 
 
 class DuplicateGuard(Exception):
@@ -47,8 +78,27 @@ class DuplicateGuard(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Posting:
+    """Everything one atomic write appends. `created` are new transactions (headers); `events` are appended to new or
+    existing transactions; `holds` are the derived hold rows of manual-capture transactions after this write."""
+
+    tenant_id: str
+    audit: AuditEvent
+    created: tuple[Transaction, ...] = ()
+    events: tuple[tuple[Transaction, Event], ...] = ()
+    guards: tuple[str, ...] = ()
+    holds: tuple[tuple[Transaction, TxnState], ...] = ()
+    require_active: bool = True  # releasing a hold must work on a frozen account; new money movement must not
+
+    @property
+    def legs(self) -> list[Leg]:
+        return [leg for _, event in self.events for leg in event.legs]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEntry:
     txn_id: str
+    seq: int
     leg_no: int
     account_id: str
     currency: str
@@ -57,79 +107,134 @@ class StoredEntry:
     recorded_at: str
     effective_at: str
     txn_type: str | None = None
+    shard: int = 0
+    fx: dict[str, Any] | None = None
+    entry_sk: str = ""
 
 
-def leg_sk(index: int) -> str:
-    return f"LEG#{index:04d}"
+@dataclass(frozen=True, slots=True)
+class StoredTxn:
+    """A transaction as the ledger holds it: the header, its events in order, and every leg."""
+
+    header: LedgerItem
+    events: list[LedgerItem] = field(default_factory=list)
+    legs: list[LedgerItem] = field(default_factory=list)
 
 
-def post(txn: Transaction, *, guards: list[str], audit: AuditEvent) -> None:
-    """Write `txn` atomically or not at all. Raises DuplicateTransaction, DuplicateGuard, NotFound, CurrencyMismatch,
-    AccountNotActive, InsufficientFunds or ConcurrencyConflict; each means nothing was written."""
-    check_zero_sum(txn.legs)  # before the write; get_transaction checks again after every read
+def event_sk(seq: int) -> str:
+    return f"{EVENT_PREFIX}{seq:04d}"
+
+
+def leg_sk(seq: int, index: int) -> str:
+    return f"{LEG_PREFIX}{seq:04d}#{index:02d}"
+
+
+# ---------------------------------------------------------------- write
+def post(posting: Posting) -> None:
+    """Write `posting` atomically or not at all. Raises DuplicateTransaction, EventSlotTaken, DuplicateGuard,
+    NotFound, CurrencyMismatch, AccountNotActive, InsufficientFunds or ConcurrencyConflict; each means nothing was
+    written."""
+    for _, event in posting.events:
+        if event.legs:
+            check_zero_sum(event.legs)  # before the write; reads check again
     tx = TxBuilder()
-    changes = balance_changes(txn.legs)
+    changes = balance_changes(posting.legs)
+    shards = {change.account.account_id: _choose_shard(posting.tenant_id, change) for change in changes}
     for change in changes:
-        account = change.account
-        if account.kind is AccountKind.USER:
-            tx.check(
-                f"account:{account.account_id}",
-                AccountItem,
-                tenant_key(txn.tenant_id, account.account_id),
-                AccountItem.pk.exists() & (AccountItem.currency == account.currency) & (AccountItem.status == "ACTIVE"),
-            )
-    tx.put("header", _header_item(txn), LedgerItem.pk.does_not_exist())
-    for index, leg in enumerate(txn.legs, start=1):
-        tx.put(f"leg:{index}", _leg_item(txn, index, leg), LedgerItem.pk.does_not_exist())
-    for guard in guards:
-        tx.put(
-            f"guard:{guard}",
-            GuardItem(tenant_key(txn.tenant_id, guard), owner_id=txn.id, created_at=txn.created_at),
-            GuardItem.pk.does_not_exist(),
+        if change.account.kind is AccountKind.USER:
+            condition = AccountItem.pk.exists() & (AccountItem.currency == change.account.currency)
+            if posting.require_active:
+                condition = condition & (AccountItem.status == "ACTIVE")
+            key = tenant_key(posting.tenant_id, change.account.account_id)
+            tx.check(f"account:{change.account.account_id}", AccountItem, key, condition)
+    for txn in posting.created:
+        tx.put(f"header:{txn.id}", _header_item(txn), LedgerItem.pk.does_not_exist())
+    for txn, event in posting.events:
+        tx.put(f"event:{txn.id}:{event.seq}", _event_item(txn, event), LedgerItem.pk.does_not_exist())
+        for index, leg in enumerate(event.legs, start=1):
+            item = _leg_item(txn, event, index, leg, shards[leg.account.account_id])
+            tx.put(f"leg:{txn.id}:{event.seq}:{index}", item, LedgerItem.pk.does_not_exist())
+    for guard in posting.guards:
+        owner = posting.created[0].id if posting.created else posting.events[0][0].id
+        guard_item = GuardItem(
+            tenant_key(posting.tenant_id, guard), owner_id=owner, created_at=posting.audit.recorded_at
         )
-    tx.put("audit", audit_item(audit), append_condition())
+        tx.put(f"guard:{guard}", guard_item, GuardItem.pk.does_not_exist())
+    tx.put("audit", audit_item(posting.audit), append_condition())
+    for txn, state in posting.holds:
+        tx.put(f"hold:{txn.id}", hold_item(txn, state, posting.audit.recorded_at))
     for change in changes:
-        item = BalanceItem(tenant_key(txn.tenant_id, change.account.account_id))
-        actions = [
-            BalanceItem.posted_minor.add(change.posted_delta_minor),
-            BalanceItem.pending_minor.add(change.pending_delta_minor),
-            BalanceItem.available_minor.add(change.available_delta_minor),
-            BalanceItem.version.add(1),
-            BalanceItem.tenant_id.set(txn.tenant_id),
-            BalanceItem.account_id.set(change.account.account_id),
-            BalanceItem.currency.set(change.account.currency),
-            BalanceItem.updated_at.set(txn.created_at),
-        ]
-        required = change.required_available_minor
-        condition = None if required is None else BalanceItem.available_minor >= required
-        tx.update(f"balance:{change.account.account_id}", item, actions, condition)
+        _balance_update(tx, posting, change, shards[change.account.account_id])
     try:
         # One token per posting attempt (reused by its retries), never per transaction id: a later request with the
         # same key builds other timestamps, and DynamoDB would answer IdempotentParameterMismatch instead of the
         # condition failure that tells us the transaction already exists.
         tx.execute(client_request_token=str(uuid.uuid4()))
     except ConditionFailed as failed:
-        raise _diagnose(txn, failed.labels) from None
+        raise _diagnose(posting, failed.labels) from None
 
 
-def _diagnose(txn: Transaction, labels: list[str]) -> Exception:
-    """Translate the first failed condition into the error the caller should see (error path only: may read)."""
-    label = labels[0]
-    if label in {"header", "leg:1"} or label.startswith("leg:"):
-        return DuplicateTransaction(txn.id)
-    if label.startswith("guard:"):
+def _balance_update(tx: TxBuilder, posting: Posting, change: BalanceChange, shard: int) -> None:
+    account = change.account
+    item = BalanceItem(balance_key(posting.tenant_id, account.account_id, shard))
+    actions = [
+        BalanceItem.posted_minor.add(change.posted_delta_minor),
+        BalanceItem.pending_in_minor.add(change.pending_in_delta_minor),
+        BalanceItem.pending_out_minor.add(change.pending_out_delta_minor),
+        BalanceItem.available_minor.add(change.available_delta_minor),
+        BalanceItem.version.add(1),
+        BalanceItem.tenant_id.set(posting.tenant_id),
+        BalanceItem.account_id.set(account.account_id),
+        BalanceItem.currency.set(account.currency),
+        BalanceItem.shard.set(shard),
+        BalanceItem.updated_at.set(posting.audit.recorded_at),
+    ]
+    required = change.required_available_minor
+    condition = None if required is None else BalanceItem.available_minor >= required
+    tx.update(f"balance:{account.account_id}:{shard}", item, actions, condition)
+
+
+def _choose_shard(tenant_id: str, change: BalanceChange) -> int:
+    """Shard 0 for ordinary accounts. For a sharded account: any shard (random) when nothing is checked; for a debit
+    that must respect a floor, the shard with the most available, whose own item then carries the floor condition
+    (each shard >= 0 keeps the sum >= 0, so sharding never loses an overdraft check; it may refuse a debit the sum
+    could cover, never accept one it could not)."""
+    shard_count = change.account.shards
+    if shard_count <= 1:
+        return 0
+    if change.required_available_minor is None:
+        return random.randrange(shard_count)  # noqa: S311 - load spreading, not security
+    found = shard_balances(tenant_id, change.account)
+    return max(found, key=lambda shard: found[shard][0].available_minor)
+
+
+def _diagnose(posting: Posting, labels: list[str]) -> Exception:
+    """Translate the failed conditions into the error the caller should see (error path only: may read). A
+    duplicate of the whole request wins over anything else, so a replay is never mistaken for a refusal."""
+    created = {txn.id for txn in posting.created}
+    by_kind: dict[str, list[str]] = {}
+    for label in labels:
+        by_kind.setdefault(label.split(":", 1)[0], []).append(label)
+    for label in by_kind.get("header", []):
+        return DuplicateTransaction(label.split(":")[1])
+    for label in by_kind.get("event", []) + by_kind.get("leg", []):
+        txn_id = label.split(":")[1]
+        return DuplicateTransaction(txn_id) if txn_id in created else EventSlotTaken(txn_id)
+    for label in by_kind.get("guard", []):
         return DuplicateGuard(label.removeprefix("guard:"))
-    if label.startswith("account:"):
+    for label in by_kind.get("account", []):
         account_id = label.removeprefix("account:")
-        stored = find_account_item(txn.tenant_id, account_id)
+        stored = find_account_item(posting.tenant_id, account_id)
         if stored is None:
             return NotFound(f"account {account_id} not found")
-        if stored.currency != txn.currency:
-            return CurrencyMismatch(f"account {account_id} holds {stored.currency}, not {txn.currency}")
+        currencies = {leg.currency for leg in posting.legs if leg.account.account_id == account_id}
+        if stored.currency not in currencies:
+            wanted = ", ".join(sorted(currencies))
+            return CurrencyMismatch(f"account {account_id} holds {stored.currency}, not {wanted}")
         return AccountNotActive(f"account {account_id} is {stored.status.lower()}")
-    if label.startswith("balance:"):
-        return InsufficientFunds(f"account {label.removeprefix('balance:')} has insufficient available funds")
-    return InvariantViolation(f"unexpected condition failure on {label}")
+    for label in by_kind.get("balance", []):
+        return InsufficientFunds(f"account {label.split(':')[1]} has insufficient available funds")
+    return InvariantViolation(f"unexpected condition failure on {', '.join(labels)}")
 
 
 def _header_item(txn: Transaction) -> LedgerItem:
@@ -142,7 +247,7 @@ def _header_item(txn: Transaction) -> LedgerItem:
         effective_at=txn.created_at,
         correlation_id=txn.correlation_id,
         type=txn.type.value,
-        status=txn.status.value,
+        status=TxnStatus.CREATED.value,
         amount_minor=txn.amount_minor,
         currency=txn.currency,
         reference=txn.reference,
@@ -151,69 +256,164 @@ def _header_item(txn: Transaction) -> LedgerItem:
         request_hash=txn.request_hash,
         fingerprint=txn.fingerprint,
         compliance=txn.compliance,
+        capture=txn.capture,
+        hold_expires_at=txn.hold_expires_at,
+        reverses_txn_id=txn.reverses_txn_id,
+        fx=txn.fx,
     )
 
 
-def _leg_item(txn: Transaction, index: int, leg: Leg) -> LedgerItem:
+def _event_item(txn: Transaction, event: Event) -> LedgerItem:
+    return LedgerItem(
+        tenant_key(txn.tenant_id, txn.id),
+        event_sk(event.seq),
+        tenant_id=txn.tenant_id,
+        txn_id=txn.id,
+        recorded_at=event.recorded_at,
+        effective_at=event.recorded_at,
+        correlation_id=event.correlation_id,
+        type=txn.type.value,
+        seq=event.seq,
+        event=event.kind.value,
+        status=event.status.value,
+        amount_minor=event.amount_minor,
+        currency=txn.currency,
+        op_id=event.op_id,
+        request_hash=event.request_hash,
+        actor=event.actor,
+        reason=event.reason,
+        related_txn_id=event.related_txn_id,
+    )
+
+
+def _leg_item(txn: Transaction, event: Event, index: int, leg: Leg, shard: int) -> LedgerItem:
     body: dict[str, Any] = {
         "txn_id": txn.id,
+        "seq": event.seq,
         "leg": index,
         "tenant_id": txn.tenant_id,
         "account_id": leg.account.account_id,
         "currency": leg.currency,
         "amount_minor": leg.amount_minor,
         "phase": leg.phase.value,
-        "recorded_at": txn.created_at,
+        "recorded_at": event.recorded_at,
+        "fx": dict(leg.fx) if leg.fx else None,
     }
     return LedgerItem(
         tenant_key(txn.tenant_id, txn.id),
-        leg_sk(index),
+        leg_sk(event.seq, index),
         tenant_id=txn.tenant_id,
         txn_id=txn.id,
-        recorded_at=txn.created_at,
-        effective_at=txn.created_at,
-        correlation_id=txn.correlation_id,
+        recorded_at=event.recorded_at,
+        effective_at=event.recorded_at,
+        correlation_id=event.correlation_id,
         type=txn.type.value,
+        seq=event.seq,
         account_pk=tenant_key(txn.tenant_id, leg.account.account_id),
-        entry_sk=f"{txn.created_at}#{txn.id}#{index:04d}",
+        entry_sk=f"{event.recorded_at}#{txn.id}#{event.seq:04d}#{index:02d}",
         account_id=leg.account.account_id,
         account_kind=leg.account.kind.value,
         user_id=leg.account.user_id,
         currency=leg.currency,
         leg_amount_minor=leg.amount_minor,
         phase=leg.phase.value,
+        shard=shard,
+        fx=dict(leg.fx) if leg.fx else None,
         provider_ref=txn.provider_ref,
         entry_hash=sha256_hex(body),
     )
 
 
-def load_transaction_items(tenant_id: str, txn_id: str) -> list[LedgerItem]:
-    """Every item of the transaction in sort-key order (legs "LEG#..", then the header "TXN"); [] when unknown."""
-    return list(LedgerItem.query(tenant_key(tenant_id, txn_id), consistent_read=True))
+def hold_item(txn: Transaction, state: TxnState, updated_at: str) -> HoldItem:
+    if txn.hold_expires_at is None:
+        raise InvariantViolation(f"transaction {txn.id} holds funds without an expiry")
+    open_hold = state.status is TxnStatus.AUTHORIZED
+    return HoldItem(
+        tenant_key(txn.tenant_id, txn.id),
+        tenant_id=txn.tenant_id,
+        txn_id=txn.id,
+        status=state.status.value,
+        amount_minor=state.amount_minor,
+        captured_minor=state.captured_minor,
+        released_minor=state.released_minor,
+        held_minor=state.held_minor,
+        currency=txn.currency,
+        last_seq=state.last_seq,
+        hold_expires_at=txn.hold_expires_at,
+        open_tenant_id=txn.tenant_id if open_hold else None,
+        updated_at=updated_at,
+    )
+
+
+# ---------------------------------------------------------------- read
+def load_transaction(tenant_id: str, txn_id: str) -> StoredTxn | None:
+    """The transaction as stored (consistent read), or None when unknown."""
+    items = list(LedgerItem.query(tenant_key(tenant_id, txn_id), consistent_read=True))
+    return group_transaction(items)
+
+
+def group_transaction(items: Iterable[LedgerItem]) -> StoredTxn | None:
+    header: LedgerItem | None = None
+    events: list[LedgerItem] = []
+    legs: list[LedgerItem] = []
+    for item in items:
+        if item.sk == HEADER_SK:
+            header = item
+        elif item.sk.startswith(EVENT_PREFIX):
+            events.append(item)
+        elif item.sk.startswith(LEG_PREFIX):
+            legs.append(item)
+    if header is None:
+        if events or legs:
+            raise InvariantViolation("transaction has events or legs but no header")
+        return None
+    return StoredTxn(header, sorted(events, key=lambda e: e.sk), sorted(legs, key=lambda e: e.sk))
+
+
+def stored_entry(item: LedgerItem) -> StoredEntry:
+    return StoredEntry(
+        txn_id=item.txn_id,
+        seq=stored_minor(item.seq),
+        leg_no=int(item.sk.rsplit("#", 1)[1]),
+        account_id=item.account_id or "",
+        currency=item.currency or "",
+        amount_minor=stored_minor(item.leg_amount_minor),
+        phase=item.phase or "",
+        recorded_at=item.recorded_at,
+        effective_at=item.effective_at,
+        txn_type=item.type,
+        shard=stored_minor(item.shard or 0),
+        fx=item.fx,
+        entry_sk=item.entry_sk or "",
+    )
 
 
 def list_entries(
-    tenant_id: str, account_id: str, *, limit: int, cursor: str | None
+    tenant_id: str, account_id: str, *, limit: int, cursor: str | None, as_of: str | None = None
 ) -> tuple[list[StoredEntry], str | None]:
+    """Entries of the account in recorded order; with `as_of` (normalised RFC 3339) only those recorded by then."""
     account_pk = tenant_key(tenant_id, account_id)
     start = _decode_cursor(cursor, account_pk) if cursor else None
-    result = LedgerItem.by_account.query(account_pk, limit=limit, last_evaluated_key=start, scan_index_forward=True)
-    entries = [
-        StoredEntry(
-            txn_id=item.txn_id,
-            leg_no=int(item.sk.removeprefix("LEG#")),
-            account_id=item.account_id or "",
-            currency=item.currency or "",
-            amount_minor=stored_minor(item.leg_amount_minor),
-            phase=item.phase or "",
-            recorded_at=item.recorded_at,
-            effective_at=item.effective_at,
-            txn_type=item.type,
-        )
-        for item in result
-    ]
+    condition = None if as_of is None else LedgerItem.entry_sk <= f"{as_of}#~"  # "~" sorts after every id char
+    result = LedgerItem.by_account.query(
+        account_pk, condition, limit=limit, last_evaluated_key=start, scan_index_forward=True
+    )
+    entries = [stored_entry(item) for item in result]
     last = result.last_evaluated_key
     return entries, (_encode_cursor(last) if last and len(entries) == limit else None)
+
+
+def account_entries(tenant_id: str, account_id: str, *, upto: str | None = None) -> Iterable[StoredEntry]:
+    """Every entry of the account (all pages), optionally only those recorded at or before `upto`."""
+    condition = None if upto is None else LedgerItem.entry_sk <= f"{upto}#~"
+    for item in LedgerItem.by_account.query(tenant_key(tenant_id, account_id), condition, scan_index_forward=True):
+        yield stored_entry(item)
+
+
+def due_holds(tenant_id: str, now: str, *, limit: int = 100) -> list[HoldItem]:
+    """Open holds of the tenant whose expiry is at or before `now`, soonest first."""
+    condition = HoldItem.hold_expires_at <= now
+    return list(HoldItem.open_by_expiry.query(tenant_id, condition, limit=limit))
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:
@@ -235,3 +435,13 @@ def _decode_cursor(cursor: str, account_pk: str) -> dict[str, Any]:
         raise ValidationFailed(
             "cursor is not valid for this listing", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
         ) from None
+
+
+def account_ref_of_leg(item: LedgerItem, shards: int = 1) -> AccountRef:
+    return AccountRef(
+        account_id=item.account_id or "",
+        currency=item.currency or "",
+        kind=AccountKind(item.account_kind or AccountKind.USER.value),
+        user_id=item.user_id,
+        shards=shards,
+    )

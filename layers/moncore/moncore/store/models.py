@@ -102,26 +102,64 @@ class AccountItem(Model):
     user_id = UnicodeAttribute(null=True)
     currency = UnicodeAttribute()
     kind = UnicodeAttribute()  # user | system
+    shards = NumberAttribute(default=1)  # sub-balance items (hot system accounts); fixed for the account's life
     purpose = UnicodeAttribute(null=True)  # for system accounts: funding_clearing, ...
     status = UnicodeAttribute()  # ACTIVE | FROZEN | CLOSED
     created_at = UnicodeAttribute()
 
 
 class BalanceItem(Model):
-    """Derived from the ledger; updated in the posting's own transaction with ADD and a floor condition."""
+    """Derived from the ledger; updated in the posting's own transaction with ADD and a floor condition.
+
+    One item per account shard: shard 0 is `tenant#account_id`, shard k > 0 is `tenant#account_id#k`; the account's
+    balance is the sum over its shards. available = posted - pending_out always holds per item."""
 
     class Meta(_Meta):
         table_name = _S.balances_table
 
-    pk = UnicodeAttribute(hash_key=True)  # tenant#account_id
+    pk = UnicodeAttribute(hash_key=True)
     tenant_id = UnicodeAttribute()
     account_id = UnicodeAttribute()
     currency = UnicodeAttribute()
+    shard = NumberAttribute(default=0)
     posted_minor = NumberAttribute(default=0)
-    pending_minor = NumberAttribute(default=0)
+    pending_in_minor = NumberAttribute(default=0)
+    pending_out_minor = NumberAttribute(default=0)
     available_minor = NumberAttribute(default=0)
     version = NumberAttribute(default=0)
     updated_at = UnicodeAttribute(null=True)
+
+
+class OpenHoldsIndex(GlobalSecondaryIndex["HoldItem"]):
+    class Meta:
+        index_name = "open_by_expiry"
+        projection = AllProjection()
+
+    open_tenant_id = UnicodeAttribute(hash_key=True)
+    hold_expires_at = UnicodeAttribute(range_key=True)
+
+
+class HoldItem(Model):
+    """Derived: the state of one manual-capture transaction's hold, written with each of its events."""
+
+    class Meta(_Meta):
+        table_name = _S.holds_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#txn_id
+    tenant_id = UnicodeAttribute()
+    txn_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    amount_minor = NumberAttribute()
+    captured_minor = NumberAttribute()
+    released_minor = NumberAttribute()
+    held_minor = NumberAttribute()
+    currency = UnicodeAttribute()
+    last_seq = NumberAttribute()
+    hold_expires_at = UnicodeAttribute()
+    open_tenant_id = UnicodeAttribute(null=True)  # set only while open: the sparse expiry index
+    updated_at = UnicodeAttribute()
+
+    open_by_expiry = OpenHoldsIndex()
 
 
 class ByAccountIndex(GlobalSecondaryIndex["LedgerItem"]):
@@ -134,7 +172,8 @@ class ByAccountIndex(GlobalSecondaryIndex["LedgerItem"]):
 
 
 class LedgerItem(Model):
-    """Append-only. sk "TXN" is the transaction header; "LEG#0001".. are legs (by account); "EVT#..." events."""
+    """Append-only. sk "TXN" is the header (written once), "EVT#0001".. the lifecycle events in order, and
+    "LEG#0001#01".. the legs each event posted (indexed by account)."""
 
     class Meta(_Meta):
         table_name = _S.ledger_table
@@ -156,6 +195,17 @@ class LedgerItem(Model):
     request_hash = UnicodeAttribute(null=True)
     fingerprint = MapAttribute[str, str](null=True)
     compliance = JSONAttribute(null=True)
+    capture = UnicodeAttribute(null=True)  # auto | manual
+    hold_expires_at = UnicodeAttribute(null=True)
+    reverses_txn_id = UnicodeAttribute(null=True)
+    fx = JSONAttribute(null=True)  # header: the conversion; leg: its attribution
+    # event (and its legs: seq)
+    seq = NumberAttribute(null=True)
+    event = UnicodeAttribute(null=True)
+    op_id = UnicodeAttribute(null=True)
+    actor = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    related_txn_id = UnicodeAttribute(null=True)
     # leg
     account_pk = UnicodeAttribute(null=True)
     entry_sk = UnicodeAttribute(null=True)
@@ -165,6 +215,7 @@ class LedgerItem(Model):
     currency = UnicodeAttribute(null=True)
     leg_amount_minor = NumberAttribute(null=True)
     phase = UnicodeAttribute(null=True)
+    shard = NumberAttribute(null=True)
     entry_hash = UnicodeAttribute(null=True)
 
     by_account = ByAccountIndex()
