@@ -219,7 +219,10 @@ class LocalStack:
         # Written atomically: tests and tools poll for this file to know the stack is ready.
         self.state_dir.mkdir(parents=True, exist_ok=True)
         partial = self.state_file.with_suffix(".json.tmp")
-        partial.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+        # The shared function environment (table names, local endpoints, fake credentials) lets `moncore jobs run`
+        # and other kernel commands reach this stack from another shell.
+        state = asdict(info) | {"environment": self.backend.environment}
+        partial.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         partial.replace(self.state_file)
 
     def stop(self) -> None:

@@ -9,7 +9,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from moncore.domain.clock import parse_instant
 from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
-from moncore.http.schemas import Capture, CreateAccount, CreateFunding, CreateTransfer, CreateUser, Id, Reverse, Void
+from moncore.http.schemas import (
+    Capture,
+    CreateAccount,
+    CreateConversion,
+    CreateFunding,
+    CreateTransfer,
+    CreateUser,
+    Id,
+    Reverse,
+    Void,
+)
+from moncore.ledger.fx import FxService
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.service import LedgerService
 
@@ -17,10 +28,11 @@ logger = Logger()
 app = make_app(logger)
 ledger = LedgerService()
 lifecycle = LifecycleService()
+fx = FxService()
 app.configure_openapi(
     title="MonCore partner API",
     version="1.0.0",
-    description="Partner plane: users, accounts, fundings, transfers, transactions.",
+    description="Partner plane: users, accounts, fundings, transfers, FX conversions, transactions.",
 )
 
 PathId = Annotated[Id, Path()]
@@ -81,6 +93,12 @@ def create_funding(body: CreateFunding) -> Response[str]:
 def create_transfer(body: CreateTransfer) -> Response[str]:
     who = tenant_caller(app)
     return idempotent(app, who, lambda req: ledger.transfer(who, req, **body.model_dump()))
+
+
+@app.post("/v1/fx/conversions")
+def create_fx_conversion(body: CreateConversion) -> Response[str]:
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: fx.convert(who, req, **body.model_dump()))
 
 
 @app.post("/v1/transactions/<txn_id>/capture")

@@ -192,3 +192,68 @@ def _record(
     else:
         raise AssertionError(f"unexpected {status}: {response.text}")
     sent.setdefault(key, body)
+
+
+CAPTURE_THREADS = 12
+HOLD_MINOR = 1_000
+CAPTURE_MINOR = 100
+
+
+def test_concurrent_captures_and_voids_never_exceed_the_hold(stack: Any) -> None:
+    """Racing captures (and voids) of one hold over real HTTP: each step lands in its own sequence slot or is refused,
+    so what is captured plus what is released is exactly the hold, and balances follow the ledger."""
+    client = Client(stack.base_url, _fresh_tenant_key(stack))
+    user = client.post(
+        "/v1/users",
+        {"external_ref": f"cap-{uuid.uuid4().hex}", "full_name": "Cap Ture", "country": "FR"},
+        str(uuid.uuid4()),
+    ).json()["id"]
+    payer, payee = (
+        client.post("/v1/accounts", {"user_id": user, "currency": "EUR"}, str(uuid.uuid4())).json()["id"]
+        for _ in range(2)
+    )
+    assert client.post(
+        "/v1/fundings", {"account_id": payer, "amount_minor": 5_000, "currency": "EUR"}, str(uuid.uuid4())
+    ).ok
+    hold = client.post(
+        "/v1/transfers",
+        {
+            "from_account_id": payer,
+            "to_account_id": payee,
+            "amount_minor": HOLD_MINOR,
+            "currency": "EUR",
+            "capture": "manual",
+        },
+        str(uuid.uuid4()),
+    )
+    assert hold.status_code == 201, hold.text
+    txn_id = hold.json()["id"]
+
+    def race(index: int) -> tuple[str, int, str]:
+        action = "void" if index % 6 == 5 else "capture"
+        body = {"amount_minor": CAPTURE_MINOR} if action == "capture" else {"amount_minor": 50}
+        response = client.post(f"/v1/transactions/{txn_id}/{action}", body, str(uuid.uuid4()))
+        assert response.status_code < 500, response.text
+        return action, response.status_code, response.json().get("code", "")
+
+    with ThreadPoolExecutor(CAPTURE_THREADS) as pool:
+        results = list(pool.map(race, range(CAPTURE_THREADS * 2)))
+    assert {(status, code) for _, status, code in results} <= {
+        (200, ""),
+        (409, "invalid_state_transition"),
+        (409, "concurrency_conflict"),
+        (422, "validation_error"),
+    }, results
+    captures = sum(1 for action, status, _ in results if action == "capture" and status == 200)
+    voids = sum(1 for action, status, _ in results if action == "void" and status == 200)
+
+    txn = client.get(f"/v1/transactions/{txn_id}").json()
+    assert txn["captured_minor"] == captures * CAPTURE_MINOR
+    assert txn["released_minor"] == voids * 50
+    assert txn["captured_minor"] + txn["released_minor"] + txn["held_minor"] == HOLD_MINOR
+    assert [step["seq"] for step in txn["lifecycle"]] == list(range(len(txn["lifecycle"])))  # no slot twice
+    payer_balance = client.get(f"/v1/accounts/{payer}").json()["balance"]
+    assert payer_balance["posted_minor"] == 5_000 - txn["captured_minor"]
+    assert payer_balance["pending_out_minor"] == txn["held_minor"]
+    assert payer_balance["available_minor"] == payer_balance["posted_minor"] - payer_balance["pending_out_minor"]
+    assert client.get(f"/v1/accounts/{payee}").json()["balance"]["posted_minor"] == txn["captured_minor"]

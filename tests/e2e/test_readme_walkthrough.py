@@ -43,6 +43,24 @@ def test_new_user_follows_the_readme(stack: Any) -> None:
     entries = requests.get(f"{base}/v1/accounts/{a}/entries", params={"limit": 10}, headers=headers, timeout=10)
     assert [e["amount_minor"] for e in entries.json()["items"]] == [10000, -2550]
 
+    # the lifecycle block: hold 30.00, capture 10.00, void the rest, reverse 5.00, read the lifecycle and a past balance
+    hold = {"from_account_id": a, "to_account_id": b, "amount_minor": 3000, "currency": "EUR", "capture": "manual"}
+    txn = post("/v1/transfers", hold).json()["id"]
+    captured = post(f"/v1/transactions/{txn}/capture", {"amount_minor": 1000}).json()
+    assert (captured["status"], captured["captured_minor"], captured["held_minor"]) == ("AUTHORIZED", 1000, 2000)
+    voided = post(f"/v1/transactions/{txn}/void", {}).json()
+    assert (voided["status"], voided["released_minor"]) == ("SETTLED", 2000)
+    reversal = post(f"/v1/transactions/{txn}/reverse", {"amount_minor": 500, "reason": "refund"})
+    assert reversal.status_code == 201 and reversal.json()["reverses_txn_id"] == txn
+    lifecycle = requests.get(f"{base}/v1/transactions/{txn}", headers=headers, timeout=10).json()["lifecycle"]
+    assert [step.get("event") for step in lifecycle] == [None, "authorized", "captured", "voided", "reversal_linked"]
+    past = requests.get(
+        f"{base}/v1/accounts/{a}", params={"as_of": "2026-01-01T00:00:00Z"}, headers=headers, timeout=10
+    )
+    assert past.status_code == 200 and past.json()["balance"]["posted_minor"] == 0
+    now = requests.get(f"{base}/v1/accounts/{a}", headers=headers, timeout=10).json()["balance"]
+    assert now["available_minor"] == 7450 - 1000 + 500
+
 
 def test_gateway_errors_are_problem_json_over_http(stack: Any) -> None:
     no_key = requests.get(f"{stack.base_url}/v1/accounts/acc_x", timeout=10)

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.infrastructure, pytest.mark.xdist_group("infrastructur
 
 Template = dict[str, Any]
 
-APPEND_ONLY_TABLES = ("LedgerTable", "GuardsTable", "AuditTable")
+APPEND_ONLY_TABLES = ("LedgerTable", "GuardsTable", "AuditTable", "ExceptionsTable")
 # Every function role must carry an explicit Deny of these on the append-only tables (DESIGN.md invariant 3).
 REQUIRED_DENY_ACTIONS = ("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 # No Allow may grant any of these on an append-only table (PartiQL UPDATE/DELETE are the same writes by another API).
@@ -699,6 +699,14 @@ MUTATIONS: dict[str, tuple[str, Callable[[Template], None]]] = {
     "deny_missing_guards_table": (
         "function_deny",
         lambda t: _deny(t, "PartnerApiFunction")["Resource"].remove({"Fn::GetAtt": ["GuardsTable", "Arn"]}),
+    ),
+    "jobs_deny_missing_exceptions_table": (
+        "function_deny",
+        lambda t: _deny(t, "JobsFunction")["Resource"].remove({"Fn::GetAtt": ["ExceptionsTable", "Arn"]}),
+    ),
+    "jobs_may_delete_exception_records": (
+        "append_only_allow",
+        lambda t: _sid(t, "JobsFunction", "AppendOnlyTablesAppend")["Action"].append("dynamodb:DeleteItem"),
     ),
     "deny_made_conditional": (
         "function_deny",

@@ -2,13 +2,21 @@
 
 moncore admin create-key --name NAME [--role admin]   issue an admin API key (operator bootstrap; prints it once)
 moncore money format AMOUNT_MINOR CURRENCY            render minor units as the API's decimal string
+moncore jobs run JOB --tenant T [--date D]            run a scheduled job (expire_holds, snapshot, rebuild_verify,
+                                                      rebuild_restore) for one tenant; prints its report as JSON
+
+Kernel commands use the stack's function environment variables (table names, endpoints). When they are not set, the
+environment the local stack (`make run`) wrote into its state file is used: $MONCORE_STATE_DIR/stack.json, else
+.local/stack.json, or --stack-file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from moncore import __version__
 
@@ -18,6 +26,42 @@ def _create_admin_key(args: argparse.Namespace) -> int:
 
     issued = TenancyService().create_admin_key(name=args.name, role=args.role, created_by="cli:operator")
     print(json.dumps({"key_id": issued.key_id, "api_key": issued.api_key, "role": args.role}))
+    return 0
+
+
+def _use_stack_environment(stack_file: str | None) -> None:
+    """Point the kernel at the local stack unless the environment already names the stack's tables. Must run before
+    any kernel module that reads settings is imported."""
+    if "MONCORE_LEDGER_TABLE" in os.environ and stack_file is None:
+        return
+    state_dir = os.environ.get("MONCORE_STATE_DIR") or ".local"
+    path = Path(stack_file) if stack_file else Path(state_dir) / "stack.json"
+    if not path.is_file():
+        if stack_file:
+            raise FileNotFoundError(f"no stack state file at {path}")
+        return  # nothing to go on: the defaults (or a deployed stack's credentials) apply
+    environment = json.loads(path.read_text(encoding="utf-8")).get("environment") or {}
+    os.environ.update({str(name): str(value) for name, value in environment.items()})
+
+
+def _run_job(args: argparse.Namespace) -> int:
+    try:
+        _use_stack_environment(args.stack_file)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from moncore.domain.errors import DomainError  # noqa: PLC0415 - after the environment is set
+    from moncore.ledger.jobs import JobFailed, run_job  # noqa: PLC0415
+
+    try:
+        result = run_job(args.job, args.tenant, args.date)
+    except DomainError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    except JobFailed as exc:
+        print(json.dumps(exc.result, indent=2))
+        return 1
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -49,6 +93,14 @@ def parser() -> argparse.ArgumentParser:
     fmt.add_argument("amount_minor")
     fmt.add_argument("currency")
     fmt.set_defaults(run=_format_money)
+
+    jobs = commands.add_parser("jobs", help="scheduled jobs").add_subparsers(dest="action", required=True)
+    run = jobs.add_parser("run", help="run a scheduled job for one tenant now")
+    run.add_argument("job", choices=["expire_holds", "snapshot", "rebuild_verify", "rebuild_restore"])
+    run.add_argument("--tenant", required=True, help="tenant id")
+    run.add_argument("--date", help="snapshot day YYYY-MM-DD (default: the last closed UTC day)")
+    run.add_argument("--stack-file", help="local stack state file (default $MONCORE_STATE_DIR/stack.json)")
+    run.set_defaults(run=_run_job)
     return root
 
 

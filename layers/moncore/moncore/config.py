@@ -19,6 +19,9 @@ class Settings:
     accounts_table: str
     balances_table: str
     holds_table: str
+    snapshots_table: str
+    exceptions_table: str
+    provider_events_table: str
     ledger_table: str
     guards_table: str
     idempotency_table: str
@@ -44,6 +47,9 @@ def settings() -> Settings:
         accounts_table=_env("MONCORE_ACCOUNTS_TABLE", "moncore-accounts"),
         balances_table=_env("MONCORE_BALANCES_TABLE", "moncore-balances"),
         holds_table=_env("MONCORE_HOLDS_TABLE", "moncore-holds"),
+        snapshots_table=_env("MONCORE_SNAPSHOTS_TABLE", "moncore-snapshots"),
+        exceptions_table=_env("MONCORE_EXCEPTIONS_TABLE", "moncore-exceptions"),
+        provider_events_table=_env("MONCORE_PROVIDER_EVENTS_TABLE", "moncore-provider-events"),
         ledger_table=_env("MONCORE_LEDGER_TABLE", "moncore-ledger"),
         guards_table=_env("MONCORE_GUARDS_TABLE", "moncore-guards"),
         idempotency_table=_env("MONCORE_IDEMPOTENCY_TABLE", "moncore-idempotency"),

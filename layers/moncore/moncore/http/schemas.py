@@ -80,6 +80,15 @@ class CreateTransfer(_Strict):
     hold_expires_at: Instant | None = None
 
 
+class CreateConversion(_Strict):
+    """POST /v1/fx/conversions: sell `amount_minor` of `currency` (the source account's) into `to_account_id`."""
+
+    account_id: Id
+    to_account_id: Id
+    amount_minor: AmountMinor
+    currency: Currency
+
+
 class Capture(_Strict):
     amount_minor: AmountMinor | None = Field(default=None, description="Default: the rest of the hold")
 

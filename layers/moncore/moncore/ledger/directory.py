@@ -38,6 +38,17 @@ class AccountDirectory:
             refs.append(found)
         return refs
 
+    def lookup(self, tenant_id: str, account_id: str) -> AccountRef:
+        """The ref of one account of this tenant whatever its currency (an FX conversion learns the target currency
+        from the account); NotFound otherwise."""
+        found = self._get(tenant_id, account_id)
+        if found is None:
+            found = store.account_refs(tenant_id, [account_id]).get(account_id)
+            if found is None:
+                raise NotFound(f"account {account_id} not found")
+            self._put(tenant_id, found)
+        return found
+
     def remember(self, tenant_id: str, ref: AccountRef) -> None:
         self._put(tenant_id, ref)
 

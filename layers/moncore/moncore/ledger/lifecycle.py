@@ -97,7 +97,13 @@ class LifecycleService:
         for _ in range(_STEP_ATTEMPTS):
             original = _load(tenant_id, txn_id)
             state = views.txn_state(original)
-            step = plan_reversal(state, amount_minor)
+            try:
+                step = plan_reversal(state, amount_minor)
+                legs = _reversal_legs(tenant_id, original, state, step.amount_minor)
+            except (InvalidStateTransition, ValidationFailed):
+                if ledger_store.load_transaction(tenant_id, reversal_id) is None:
+                    raise
+                break  # this key's reversal was posted before (the original changed since): replay it, or 409
             header = original.header
             reversal = new_transaction(
                 caller,
@@ -110,7 +116,6 @@ class LifecycleService:
                 reference=reason,
                 reverses_txn_id=txn_id,
             )
-            legs = _reversal_legs(tenant_id, original, state, step.amount_minor)
             reversal_event = Event(
                 seq=1,
                 kind=EventKind.SETTLED,

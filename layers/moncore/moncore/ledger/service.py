@@ -229,6 +229,12 @@ class LedgerService:
         require_user_account(destination)
         txn_id = derived_id("txn", tenant_id, request.idempotency_key)
         manual = capture == "manual"
+        try:
+            expiry = hold_expiry(hold_expires_at) if manual else None
+        except ValidationFailed:
+            if ledger_store.load_transaction(tenant_id, txn_id) is None:
+                raise
+            return replay_from_ledger(caller, request, txn_id)  # posted before the requested expiry passed
         txn = new_transaction(
             caller,
             request,
@@ -239,7 +245,7 @@ class LedgerService:
             gate=gate,
             reference=reference,
             capture=capture,
-            hold_expires_at=hold_expiry(hold_expires_at) if manual else None,
+            hold_expires_at=expiry,
         )
         if manual:
             legs, kind = hold_pair(source, destination, amount_minor), EventKind.AUTHORIZED

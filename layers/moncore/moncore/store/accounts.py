@@ -81,6 +81,12 @@ def account_refs(tenant_id: str, account_ids: list[str]) -> dict[str, AccountRef
     return {item.id: to_ref(item) for item in AccountItem.batch_get(keys, consistent_read=True)}
 
 
+def tenant_accounts(tenant_id: str) -> list[AccountItem]:
+    """Every account of the tenant, user and system, in id order (GSI by_tenant: eventually consistent, so an account
+    created in the last moment may be missing; the jobs that use it tolerate that)."""
+    return list(AccountItem.by_tenant.query(tenant_id))
+
+
 def to_ref(item: AccountItem) -> AccountRef:
     return AccountRef(
         account_id=item.id,

@@ -18,8 +18,11 @@ import json
 import random
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+from pynamodb.expressions.condition import Condition
 
 from moncore.domain.audit import AuditEvent
 from moncore.domain.canonical import sha256_hex
@@ -403,11 +406,37 @@ def list_entries(
     return entries, (_encode_cursor(last) if last and len(entries) == limit else None)
 
 
-def account_entries(tenant_id: str, account_id: str, *, upto: str | None = None) -> Iterable[StoredEntry]:
-    """Every entry of the account (all pages), optionally only those recorded at or before `upto`."""
-    condition = None if upto is None else LedgerItem.entry_sk <= f"{upto}#~"
+def account_entries(
+    tenant_id: str, account_id: str, *, upto: str | None = None, since: str | None = None
+) -> Iterable[StoredEntry]:
+    """Every entry of the account (all pages), optionally only those recorded at or before the instant `upto` and at
+    or after the instant `since` (both normalised RFC 3339)."""
+    high = None if upto is None else f"{upto}#~"  # "~" sorts after every id char: the whole instant is included
+    condition: Condition | None
+    if since is not None and high is not None:
+        condition = LedgerItem.entry_sk.between(since, high)
+    elif since is not None:
+        condition = LedgerItem.entry_sk >= since
+    else:
+        condition = None if high is None else LedgerItem.entry_sk <= high
     for item in LedgerItem.by_account.query(tenant_key(tenant_id, account_id), condition, scan_index_forward=True):
         yield stored_entry(item)
+
+
+def scan_tenant(tenant_id: str, *, segments: int = 4) -> list[LedgerItem]:
+    """Every ledger item (headers, events, legs) of the tenant: a Scan of the whole Ledger table filtered by tenant,
+    split in `segments` parallel segments, consistent reads. For the rebuild/disaster-recovery job only: it reads (and
+    pays for) every tenant's items, see docs/snapshots-and-rebuild.md."""
+
+    def segment(number: int) -> list[LedgerItem]:
+        return list(
+            LedgerItem.scan(
+                LedgerItem.tenant_id == tenant_id, segment=number, total_segments=segments, consistent_read=True
+            )
+        )
+
+    with ThreadPoolExecutor(max_workers=segments) as pool:
+        return [item for part in pool.map(segment, range(segments)) for item in part]
 
 
 def due_holds(tenant_id: str, now: str, *, limit: int = 100) -> list[HoldItem]:

@@ -52,6 +52,8 @@ class TenantItem(Model):
     jurisdictions = ListAttribute(of=UnicodeAttribute)
     capabilities = MapAttribute[str, Any]()
     open_banking_provider = UnicodeAttribute()
+    # Tenants created before FX existed read back with the sandbox adapter (a default, so no migration is needed).
+    fx_provider = UnicodeAttribute(default="sandbox_fx")
     status = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
@@ -92,6 +94,17 @@ class UserItem(Model):
     created_at = UnicodeAttribute()
 
 
+class AccountsByTenantIndex(GlobalSecondaryIndex["AccountItem"]):
+    """Every account of a tenant, in id order (snapshot and rebuild jobs)."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+
+
 class AccountItem(Model):
     class Meta(_Meta):
         table_name = _S.accounts_table
@@ -106,6 +119,8 @@ class AccountItem(Model):
     purpose = UnicodeAttribute(null=True)  # for system accounts: funding_clearing, ...
     status = UnicodeAttribute()  # ACTIVE | FROZEN | CLOSED
     created_at = UnicodeAttribute()
+
+    by_tenant = AccountsByTenantIndex()
 
 
 class BalanceItem(Model):
@@ -160,6 +175,79 @@ class HoldItem(Model):
     updated_at = UnicodeAttribute()
 
     open_by_expiry = OpenHoldsIndex()
+
+
+class ParkedByTxnIndex(GlobalSecondaryIndex["ProviderEventItem"]):
+    class Meta:
+        index_name = "parked_by_txn"
+        projection = AllProjection()
+
+    parked_txn_key = UnicodeAttribute(hash_key=True)
+    received_at = UnicodeAttribute(range_key=True)
+
+
+class ProviderEventItem(Model):
+    """A provider lifecycle event as received (deduplicated by provider event id) and what became of it."""
+
+    class Meta(_Meta):
+        table_name = _S.provider_events_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#provider#event_id
+    tenant_id = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    txn_id = UnicodeAttribute()
+    payload = JSONAttribute()
+    payload_hash = UnicodeAttribute()
+    status = UnicodeAttribute()  # RECEIVED | PARKED | APPLIED | REJECTED
+    outcome = UnicodeAttribute(null=True)  # the refusal's code when REJECTED
+    parked_txn_key = UnicodeAttribute(null=True)  # tenant#txn_id while PARKED (sparse index)
+    received_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+    parked_by_txn = ParkedByTxnIndex()
+
+
+class SnapshotItem(Model):
+    """Derived: an account's balance at the end of a UTC day on which it has entries (moncore.domain.snapshots),
+    computed from ledger entries only; rewritten by the snapshot and rebuild jobs."""
+
+    class Meta(_Meta):
+        table_name = _S.snapshots_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#account_id
+    sk = UnicodeAttribute(range_key=True)  # YYYY-MM-DD
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    posted_minor = NumberAttribute()
+    pending_in_minor = NumberAttribute()
+    pending_out_minor = NumberAttribute()
+    available_minor = NumberAttribute()
+    entry_count = NumberAttribute()
+    last_entry_sk = UnicodeAttribute()
+    computed_at = UnicodeAttribute()
+
+
+class ExceptionItem(Model):
+    """Append-only: one mismatch between a derived item and what the ledger says it must be (sk = kind#key), or the
+    summary of a rebuild run (sk "RUN")."""
+
+    class Meta(_Meta):
+        table_name = _S.exceptions_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#run_id
+    sk = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    mode = UnicodeAttribute()  # verify | restore
+    kind = UnicodeAttribute()  # balance | hold | snapshot | run
+    key = UnicodeAttribute(null=True)
+    expected = JSONAttribute(null=True)
+    found = JSONAttribute(null=True)
+    outcome = UnicodeAttribute()  # reported | restored | changed_during_run (per mismatch); completed (run)
+    detected_at = UnicodeAttribute()
+    summary = JSONAttribute(null=True)  # run: counts per kind
 
 
 class ByAccountIndex(GlobalSecondaryIndex["LedgerItem"]):

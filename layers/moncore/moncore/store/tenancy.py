@@ -23,6 +23,11 @@ def find_tenant_item(tenant_id: str) -> TenantItem | None:
         return None
 
 
+def tenant_ids() -> list[str]:
+    """Every tenant's id (a Scan of the Tenants table: small, read only by scheduled jobs that cover all tenants)."""
+    return sorted(item.pk for item in TenantItem.scan(attributes_to_get=["pk"]))
+
+
 def create_credential(item: CredentialItem, audit: AuditEvent) -> None:
     """For tenant keys, the tenant must exist and be active (checked in the same transaction)."""
     tx = TxBuilder()

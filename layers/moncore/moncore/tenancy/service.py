@@ -25,6 +25,7 @@ from moncore.tenancy.keys import IssuedKey
 
 ADMIN_ROLES = ("viewer", "compliance_officer", "operator", "admin")
 DEFAULT_OPEN_BANKING_PROVIDER = "sandbox_open_banking"
+DEFAULT_FX_PROVIDER = "sandbox_fx"
 # Tenant configuration changes rarely and is re-read at most this often per container; a capability switched off
 # takes effect within this window (plus the authorizer cache TTL for keys).
 _TENANT_CACHE_S = 15.0
@@ -47,6 +48,7 @@ class TenantConfig:
     open_banking_provider: str
     status: str
     created_at: str
+    fx_provider: str = DEFAULT_FX_PROVIDER
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class TenantConfig:
             "jurisdictions": list(self.jurisdictions),
             "capabilities": dict(self.capabilities),
             "open_banking_provider": self.open_banking_provider,
+            "fx_provider": self.fx_provider,
             "status": self.status,
             "created_at": self.created_at,
         }
@@ -72,6 +75,7 @@ class TenancyService:
             jurisdictions=sorted(set(jurisdictions)),
             capabilities=default_capabilities(),
             open_banking_provider=DEFAULT_OPEN_BANKING_PROVIDER,
+            fx_provider=DEFAULT_FX_PROVIDER,
             status="ACTIVE",
             created_at=now_rfc3339(),
             created_by=caller.actor,
@@ -231,6 +235,7 @@ def _to_config(item: TenantItem) -> TenantConfig:
         jurisdictions=tuple(str(code) for code in item.jurisdictions),
         capabilities=plain_map(item.capabilities),
         open_banking_provider=item.open_banking_provider,
+        fx_provider=item.fx_provider,
         status=item.status,
         created_at=item.created_at,
     )
