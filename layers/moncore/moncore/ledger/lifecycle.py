@@ -39,7 +39,6 @@ from moncore.domain.transactions import (
     EventKind,
     Leg,
     Phase,
-    Transaction,
     TxnStatus,
     TxnType,
     check_zero_sum,
@@ -135,7 +134,7 @@ class LifecycleService:
                 tenant_id=tenant_id,
                 audit=posting_audit(caller, reversal, reversal_event, action="reversal.settled"),
                 created=(reversal,),
-                events=((reversal, reversal_event), (_header_txn(original), link)),
+                events=((reversal, reversal_event), (ledger_store.header_transaction(original.header), link)),
             )
             try:
                 ledger_store.post(posting)
@@ -183,7 +182,7 @@ class LifecycleService:
             if step.kind is EventKind.EXPIRED and (stored.header.hold_expires_at or "~") > now_rfc3339():
                 raise InvalidStateTransition("the hold has not expired yet")
             event = _event(operation, state, step, _step_legs(tenant_id, stored, step))
-            txn = _header_txn(stored)
+            txn = ledger_store.header_transaction(stored.header)
             after = advance(state, _as_stored(event))
             posting = ledger_store.Posting(
                 tenant_id=tenant_id,
@@ -253,27 +252,6 @@ def _event(
 
 def _as_stored(event: Event) -> StoredEvent:
     return StoredEvent(event.seq, event.kind, event.status, event.amount_minor, event.related_txn_id)
-
-
-def _header_txn(stored: ledger_store.StoredTxn) -> Transaction:
-    """The header as a domain object (what appended events and legs need to know about their transaction)."""
-    h = stored.header
-    return Transaction(
-        id=h.txn_id,
-        tenant_id=h.tenant_id,
-        type=TxnType(h.type or ""),
-        amount_minor=stored_minor(h.amount_minor),
-        currency=h.currency or "",
-        created_at=h.recorded_at,
-        request_hash=h.request_hash or "",
-        correlation_id=h.correlation_id or "",
-        reference=h.reference,
-        provider=h.provider,
-        provider_ref=h.provider_ref,
-        capture=h.capture or "auto",
-        hold_expires_at=h.hold_expires_at,
-        reverses_txn_id=h.reverses_txn_id,
-    )
 
 
 def _hold_accounts(tenant_id: str, stored: ledger_store.StoredTxn) -> tuple[AccountRef, AccountRef]:

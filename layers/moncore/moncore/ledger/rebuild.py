@@ -28,7 +28,7 @@ from moncore.domain.errors import ValidationFailed
 from moncore.domain.ids import new_id
 from moncore.domain.money import stored_minor
 from moncore.domain.snapshots import SnapshotEntry, fold_days, last_closed_day
-from moncore.domain.transactions import Balance, EventKind, Phase, Transaction, TxnType, leg_effect
+from moncore.domain.transactions import Balance, EventKind, Phase, leg_effect
 from moncore.ledger import views
 from moncore.store import accounts as account_store
 from moncore.store import derived as derived_store
@@ -170,22 +170,6 @@ def _hold_derived(item: HoldItem) -> Derived:
     return Derived(item.pk, fields, stored_minor(item.last_seq))
 
 
-def _hold_txn(header: LedgerItem) -> Transaction:
-    """What store.ledger.hold_item needs of the transaction: its header's identity, currency and expiry."""
-    return Transaction(
-        id=header.txn_id,
-        tenant_id=header.tenant_id,
-        type=TxnType(header.type or ""),
-        amount_minor=stored_minor(header.amount_minor),
-        currency=header.currency or "",
-        created_at=header.recorded_at,
-        request_hash=header.request_hash or "",
-        correlation_id=header.correlation_id or "",
-        capture=header.capture or "auto",
-        hold_expires_at=header.hold_expires_at,
-    )
-
-
 class HoldDerivation(Derivation):
     kind = "hold"
 
@@ -200,7 +184,7 @@ class HoldDerivation(Derivation):
             # The row reflects the last event that moved the hold; reversal links (after settlement) never rewrite it.
             hold_events = [e for e in stored.events if e.event != EventKind.REVERSAL_LINKED.value]
             state = views.txn_state(StoredTxn(stored.header, hold_events))
-            item = ledger_store.hold_item(_hold_txn(stored.header), state, ledger.now)
+            item = ledger_store.hold_item(ledger_store.header_transaction(stored.header), state, ledger.now)
             result[item.pk] = _hold_derived(item)
         return result
 

@@ -44,6 +44,7 @@ from moncore.domain.transactions import (
     Leg,
     Transaction,
     TxnStatus,
+    TxnType,
     balance_changes,
     check_zero_sum,
 )
@@ -371,6 +372,27 @@ def group_transaction(items: Iterable[LedgerItem]) -> StoredTxn | None:
             raise InvariantViolation("transaction has events or legs but no header")
         return None
     return StoredTxn(header, sorted(events, key=lambda e: e.sk), sorted(legs, key=lambda e: e.sk))
+
+
+def header_transaction(header: LedgerItem) -> Transaction:
+    """A stored header as the domain Transaction (what appended events, legs and hold rows need to know of it)."""
+    return Transaction(
+        id=header.txn_id,
+        tenant_id=header.tenant_id,
+        type=TxnType(header.type or ""),
+        amount_minor=stored_minor(header.amount_minor),
+        currency=header.currency or "",
+        created_at=header.recorded_at,
+        request_hash=header.request_hash or "",
+        correlation_id=header.correlation_id or "",
+        reference=header.reference,
+        provider=header.provider,
+        provider_ref=header.provider_ref,
+        capture=header.capture or "auto",
+        hold_expires_at=header.hold_expires_at,
+        reverses_txn_id=header.reverses_txn_id,
+        fx=header.fx,
+    )
 
 
 def stored_entry(item: LedgerItem) -> StoredEntry:
