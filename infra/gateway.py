@@ -326,7 +326,7 @@ def _routes(template: Mapping[str, Any], apis: Mapping[str, Any]) -> list[Route]
     return routes
 
 
-def _function_spec(template: Mapping[str, Any], logical_id: str, ctx: ResolveContext, base_dir: Path) -> FunctionSpec:
+def function_spec(template: Mapping[str, Any], logical_id: str, ctx: ResolveContext, base_dir: Path) -> FunctionSpec:
     globals_ = (template.get("Globals") or {}).get("Function") or {}
     properties = {**globals_, **(template["Resources"][logical_id].get("Properties") or {})}
     code_dir = (base_dir / str(properties["CodeUri"])).resolve()
@@ -435,7 +435,7 @@ class LocalGateway:
         self.gateway_responses: Mapping[str, Any] = api_properties.get("GatewayResponses") or {}
         functions = {route.function for route in self.routes} | {spec.function for spec in self.authorizers.values()}
         self.pools = {
-            logical_id: FunctionPool(_function_spec(template, logical_id, ctx, base_dir), max_containers)
+            logical_id: FunctionPool(function_spec(template, logical_id, ctx, base_dir), max_containers)
             for logical_id in sorted(functions)
         }
         self._clock = clock

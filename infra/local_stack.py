@@ -8,6 +8,8 @@ Environment:
   MONCORE_PORT         port to serve on (default 3000; 0 picks a free one)
   MONCORE_PARAMETERS   template parameter overrides, "EnvironmentName=sandbox AuthorizerCacheTtlSeconds=0"
   MONCORE_STATE_DIR    where stack.json goes (default .local/)
+  MONCORE_SCHEDULER    "off" stops the local scheduler from firing the template's schedules (infra/scheduler.py)
+  MONCORE_SCHEDULER_SPEED  run the schedules' clock this many times faster (60: rate(5 minutes) every 5 s)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from infra.environment import apply_environment, forget_imported_kernel, shared_
 from infra.gateway import LocalGateway, LocalHTTPServer
 from infra.processes import DynamoDBLocal, MotoServer
 from infra.resources import Endpoints, create_resources
+from infra.scheduler import Scheduler, SchedulerOptions, options_from_environ
 from infra.template import ResolveContext, evaluate_conditions, load_template, parameter_values
 
 log = logging.getLogger("infra.local_stack")
@@ -88,6 +91,10 @@ class LocalBackend:
     def gateway(self, **overrides: Any) -> LocalGateway:
         """A LocalGateway for this template (handlers resolve relative to the template's directory)."""
         return LocalGateway(self.template, self.ctx, base_dir=self.template_path.parent, **overrides)
+
+    def scheduler(self, **overrides: Any) -> Scheduler:
+        """A Scheduler for the template's schedule events (targets run in worker processes, like the gateway's)."""
+        return Scheduler(self.template, self.ctx, base_dir=self.template_path.parent, **overrides)
 
     def stop(self) -> None:
         self.moto.stop()
@@ -184,6 +191,7 @@ class LocalStack:
         state_dir: Path | None = None,
         host: str = "127.0.0.1",
         template_path: Path = TEMPLATE_PATH,
+        scheduler: SchedulerOptions | None = None,
     ) -> None:
         self.port = port
         self.host = host
@@ -191,12 +199,17 @@ class LocalStack:
         self.backend = LocalBackend(parameters, template_path)
         self.server: LocalHTTPServer | None = None
         self.gateway: LocalGateway | None = None
+        self.scheduler_options = scheduler or SchedulerOptions()
+        self.scheduler: Scheduler | None = None
         self.info: StackInfo | None = None
 
     def start(self) -> StackInfo:
         try:
             self.backend.start()
             self.gateway = gateway = self.backend.gateway()
+            # Built before anything is served, so an unsupported schedule expression fails the start loudly.
+            options = self.scheduler_options
+            self.scheduler = self.backend.scheduler(pools=gateway.pools, enabled=options.enabled, speed=options.speed)
             for logical_id, error in gateway.warm().items():
                 log.warning("function %s failed to initialise: %s", logical_id, error)
             self.server = gateway.serve(self.host, self.port)
@@ -206,6 +219,7 @@ class LocalStack:
             tenant_id, tenant_key = create_demo_tenant(http_send(base_url), admin_key)
             self.info = StackInfo(base_url=base_url, admin_key=admin_key, tenant_key=tenant_key, tenant_id=tenant_id)
             self._write_state(self.info)
+            self.scheduler.start()  # the first runs find the stack seeded
             return self.info
         except BaseException:
             self.stop()
@@ -226,6 +240,9 @@ class LocalStack:
         partial.replace(self.state_file)
 
     def stop(self) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:  # first: no job starts against a stopping backend
+            scheduler.stop()
         server, self.server = self.server, None
         if server is not None:
             server.stop()
@@ -241,7 +258,7 @@ class LocalStack:
         self.stop()
 
 
-def banner(info: StackInfo, state_file: Path) -> str:
+def banner(info: StackInfo, state_file: Path, scheduler: Scheduler | None = None) -> str:
     rows = [
         ("API", info.base_url),
         ("Swagger UI", info.docs_url),
@@ -253,6 +270,13 @@ def banner(info: StackInfo, state_file: Path) -> str:
     ]
     lines = ["", "MonCore local stack is up", *(f"  {name:<11} {value}" for name, value in rows)]
     lines += ["", "  curl -H 'Authorization: Bearer <tenant key>' " + info.base_url + "/v1/users/...", ""]
+    if scheduler is not None and scheduler.schedules:
+        if not scheduler.enabled:
+            state = "off (MONCORE_SCHEDULER=off): run one with `moncore jobs run`"
+        else:
+            state = "on" if scheduler.speed == 1 else f"on, clock {scheduler.speed:g}x faster"
+        lines += [f"Schedules (template schedule events; local scheduler {state}):"]
+        lines += [f"  {line}" for line in scheduler.describe()] + [""]
     lines += ["Ctrl-C stops everything.", ""]
     return "\n".join(lines)
 
@@ -271,10 +295,12 @@ def main() -> int:
     parameters = {**DEFAULT_PARAMETERS, **parse_parameters(os.environ.get("MONCORE_PARAMETERS"))}
     port = int(os.environ.get("MONCORE_PORT", DEFAULT_PORT))
     state_dir = Path(os.environ.get("MONCORE_STATE_DIR") or REPO_ROOT / ".local")
-    stack = LocalStack(port=port, parameters=parameters, state_dir=state_dir)
+    stack = LocalStack(
+        port=port, parameters=parameters, state_dir=state_dir, scheduler=options_from_environ(os.environ)
+    )
     try:
         info = stack.start()
-        print(banner(info, stack.state_file), flush=True)
+        print(banner(info, stack.state_file, stack.scheduler), flush=True)
         threading.Event().wait()  # until Ctrl-C or a signal
     except KeyboardInterrupt:
         pass

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -65,6 +66,9 @@ def _worker_main(
     timeout_s: int,
 ) -> None:
     """Runs in the child: set the environment first (the kernel reads it at import), import once, serve forever."""
+    # Ctrl-C reaches the whole process group: the parent stops its containers in order, so a worker ignores SIGINT
+    # instead of dying mid-invocation with a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(env)
     sys.path.insert(0, code_dir)
