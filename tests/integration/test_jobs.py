@@ -119,3 +119,36 @@ def test_moncore_jobs_run_reaches_the_local_stack_through_its_state_file(
 
     refused = moncore("snapshot", "--tenant", tenant.id, "--date", "2999-01-01")
     assert refused.returncode == 2 and "not closed yet" in refused.stderr
+
+
+def test_a_run_that_finds_the_lease_held_is_skipped_and_both_runs_are_audited(
+    call: Any, funded: tuple[Tenant, str, str]
+) -> None:
+    from moncore.ledger.jobs import run_job
+    from moncore.store import leases
+
+    tenant, _, _ = funded
+    now_s = int(time.time())
+    held = leases.acquire(
+        tenant.id, "expire_holds", owner_token="other-run", now_s=now_s, lease_s=600, acquired_at="t0"
+    )
+    assert held
+    skipped = run_job("expire_holds", tenant.id)
+    assert skipped["results"][0]["skipped"]  # an overlapping run changes nothing
+    assert not leases.acquire(tenant.id, "expire_holds", owner_token="third", now_s=now_s, lease_s=600, acquired_at="t")
+    leases.release(tenant.id, "expire_holds", owner_token="not-the-holder")  # only the holder can release
+    assert not leases.acquire(tenant.id, "expire_holds", owner_token="third", now_s=now_s, lease_s=600, acquired_at="t")
+    leases.release(tenant.id, "expire_holds", owner_token="other-run")
+    ran = run_job("expire_holds", tenant.id)
+    assert ran["results"][0] == {"tenant_id": tenant.id, "released": []}
+    # a lapsed lease (its holder died) is taken over
+    assert leases.acquire(tenant.id, "snapshot", owner_token="dead", now_s=now_s - 2_000, lease_s=600, acquired_at="t")
+    assert leases.acquire(tenant.id, "snapshot", owner_token="alive", now_s=now_s, lease_s=600, acquired_at="t")
+    leases.release(tenant.id, "snapshot", owner_token="alive")
+
+    audit = boto3.resource("dynamodb").Table(os.environ["MONCORE_AUDIT_TABLE"])
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    events = audit.query(KeyConditionExpression=Key("pk").eq(f"{tenant.id}#{today}"), ConsistentRead=True)["Items"]
+    runs = [e for e in events if e["action"] == "job.expire_holds"]
+    assert len(runs) == 2 and {e["actor"] for e in runs} == {"system:jobs"}
+    assert sorted("skipped" in json.loads(e["payload"])["summary"] for e in runs) == [False, True]

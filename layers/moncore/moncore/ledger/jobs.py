@@ -5,6 +5,10 @@
     rebuild_verify    recompute every derived item from the ledger, record each mismatch (daily)
     rebuild_restore   the same, and rewrite the derived items from the ledger (disaster recovery; on demand)
 
+Each (tenant, job) run holds a lease (store/leases.py) so two runs never overlap: a run that finds the lease held
+answers `{"skipped": ...}` and changes nothing. Every run, skipped or not, writes one audit event `job.<name>` with a
+summary and the hash of its full result.
+
 Without a tenant id a job runs for every tenant, one after the other; a tenant that fails does not stop the others,
 but the run then raises JobFailed at the end so the invocation counts as failed (alarms, scheduler retries: every
 job is safe to run again).
@@ -13,16 +17,25 @@ job is safe to run again).
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any
 
+from moncore.domain.audit import audit_event
+from moncore.domain.canonical import sha256_hex
+from moncore.domain.clock import now_rfc3339
 from moncore.domain.errors import DomainError, ValidationFailed
 from moncore.domain.snapshots import check_day
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.rebuild import RebuildService
 from moncore.ledger.snapshots import SnapshotService
+from moncore.store import audit as audit_store
+from moncore.store import leases as lease_store
 from moncore.store import tenancy as tenancy_store
 
 JOBS = ("expire_holds", "snapshot", "rebuild_verify", "rebuild_restore")
+JOB_ACTOR = "system:jobs"
+LEASE_S = 960  # longer than JobsFunction's 900 s timeout: a lease lapses only once its holder cannot still run
 _EXPIRY_ROUNDS = 50  # 100 holds per round: a backlog larger than this waits for the next run (5 minutes)
 
 log = logging.getLogger("moncore.jobs")
@@ -51,7 +64,7 @@ def run_job(
     results: list[dict[str, Any]] = []
     for tenant in tenants:
         try:
-            results.append({"tenant_id": tenant, **_run_one(job, tenant, day, now)})
+            results.append({"tenant_id": tenant, **_leased_run(job, tenant, day, now)})
         except DomainError:
             if tenant_id:
                 raise  # one tenant asked for: its refusal (bad date, ...) is the answer
@@ -65,6 +78,38 @@ def run_job(
     result = {"job": job, "tenants": len(tenants), "results": results}
     if any("error" in r for r in results):
         raise JobFailed(result)
+    return result
+
+
+def _leased_run(job: str, tenant_id: str, day: str | None, now: str | None) -> dict[str, Any]:
+    """Run under the (tenant, job) lease and audit the run; a run that finds the lease taken is skipped (audited)."""
+    token = uuid.uuid4().hex
+    started_at = now_rfc3339()
+    if not lease_store.acquire(
+        tenant_id, job, owner_token=token, now_s=int(time.time()), lease_s=LEASE_S, acquired_at=started_at
+    ):
+        result: dict[str, Any] = {"skipped": "another run of this job holds the lease"}
+    else:
+        try:
+            result = _run_one(job, tenant_id, day, now)
+        finally:
+            lease_store.release(tenant_id, job, owner_token=token)
+    audit_store.append(
+        audit_event(
+            tenant_id=tenant_id,
+            action=f"job.{job}",
+            actor=JOB_ACTOR,
+            correlation_id=f"job-{job}-{token}",
+            subject_id=job,
+            payload={
+                "job": job,
+                "date": day,
+                "started_at": started_at,
+                "summary": {k: (len(v) if isinstance(v, list | dict) else v) for k, v in result.items()},
+                "result_hash": sha256_hex(result),
+            },
+        )
+    )
     return result
 
 

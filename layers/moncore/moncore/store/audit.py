@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pynamodb.expressions.condition import Condition
+
 from moncore.domain.audit import AuditEvent
 from moncore.store.models import AuditItem, tenant_key
 
@@ -22,6 +24,11 @@ def audit_item(event: AuditEvent) -> AuditItem:
     )
 
 
-def append_condition() -> object:
+def append_condition() -> Condition:
     """Every append-only put carries this: it can create an item, never overwrite one."""
     return AuditItem.pk.does_not_exist()
+
+
+def append(event: AuditEvent) -> None:
+    """Write one audit event on its own, for actions that change nothing else in DynamoDB (a job run)."""
+    audit_item(event).save(condition=append_condition())

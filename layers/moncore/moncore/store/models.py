@@ -356,3 +356,17 @@ class AuditItem(Model):
     payload = JSONAttribute()
     payload_hash = UnicodeAttribute()
     recorded_at = UnicodeAttribute()
+
+
+class LeaseItem(Model):
+    """A scheduled job's lease (one per tenant and job), so two runs never overlap. Kept in the Idempotency table:
+    like an idempotency claim it is a short-lived mutable lock that expires by itself (TTL `expires_at`)."""
+
+    class Meta(_Meta):
+        table_name = _S.idempotency_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#lease#job
+    owner_token = UnicodeAttribute()
+    leased_until = NumberAttribute()  # epoch seconds
+    acquired_at = UnicodeAttribute()
+    expires_at = NumberAttribute()  # epoch seconds, DynamoDB TTL
