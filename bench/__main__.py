@@ -6,9 +6,9 @@ import logging
 import sys
 from collections.abc import Callable
 
-from bench import hot_account
+from bench import hot_account, screening
 
-BENCHES: dict[str, Callable[[list[str]], int]] = {"hot_account": hot_account.main}
+BENCHES: dict[str, Callable[[list[str]], int]] = {"hot_account": hot_account.main, "screening": screening.main}
 
 
 def main(argv: list[str]) -> int:

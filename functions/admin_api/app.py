@@ -1,25 +1,51 @@
 """Admin plane /admin/v1 (admin keys with roles). One route, one kernel call."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.compliance.cases import CaseService
+from moncore.compliance.freezes import FreezeService
+from moncore.domain.cases import CASE_WORKERS
 from moncore.domain.context import Result
 from moncore.http.resolver import admin_caller, handle, idempotent, make_app
-from moncore.http.schemas import CreateTenant, Empty, Id
+from moncore.http.schemas import (
+    AssignCase,
+    CaseNote,
+    ChangeCapability,
+    CreateTenant,
+    DecideCase,
+    Decision,
+    Empty,
+    EscalateCase,
+    Id,
+    OpenCase,
+    StatusReason,
+)
+from moncore.tenancy.capabilities import CapabilityService
 from moncore.tenancy.keys import IssuedKey
 from moncore.tenancy.service import TenancyService
 
 logger = Logger()
 app = make_app(logger)
 tenancy = TenancyService()
-app.configure_openapi(title="MonCore admin API", version="1.0.0", description="Admin plane: tenants and API keys.")
+cases = CaseService()
+capabilities = CapabilityService(tenancy)
+freezes = FreezeService()
+app.configure_openapi(
+    title="MonCore admin API",
+    version="1.0.0",
+    description="Admin plane: tenants, API keys, capabilities (four-eyes), freezes, cases.",
+)
 
 PathId = Annotated[Id, Path()]
 MANAGERS = ("admin", "operator")
+APPROVERS = ("admin",)  # a change to live: requested by a manager, approved by another admin (four-eyes)
+FREEZERS = ("compliance_officer", "operator", "admin")
+UNFREEZERS = ("compliance_officer", "admin")  # lifting a freeze is a compliance decision, not an operation
 
 
 @app.get("/admin/v1/openapi.json")
@@ -48,6 +74,108 @@ def create_api_key(tenant_id: PathId, body: Empty) -> Response[str]:
 @app.post("/admin/v1/tenants/<tenant_id>/api-keys/<key_id>/revoke")
 def revoke_api_key(tenant_id: PathId, key_id: PathId) -> dict[str, Any]:
     return tenancy.revoke_tenant_key(admin_caller(app, *MANAGERS), tenant_id, key_id)
+
+
+@app.post("/admin/v1/cases")
+def open_case(body: OpenCase) -> Response[str]:
+    who = admin_caller(app, *CASE_WORKERS)
+    return idempotent(app, who, lambda req: cases.open_case(who, req, **body.model_dump()))
+
+
+@app.get("/admin/v1/cases")
+def list_cases(
+    tenant_id: Annotated[Id, Query()],
+    status: Annotated[Literal["OPEN", "IN_REVIEW", "ESCALATED", "CLOSED"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    admin_caller(app)
+    return cases.list_cases(tenant_id, status=status, limit=limit, cursor=cursor)
+
+
+@app.get("/admin/v1/cases/<case_id>")
+def get_case(case_id: PathId) -> dict[str, Any]:
+    admin_caller(app)
+    return cases.get_case(case_id)
+
+
+@app.post("/admin/v1/cases/<case_id>/assign")
+def assign_case(case_id: PathId, body: AssignCase) -> Response[str]:
+    who = admin_caller(app)
+    return idempotent(app, who, lambda _: cases.assign(who, case_id, body.assignee), status=200)
+
+
+@app.post("/admin/v1/cases/<case_id>/notes")
+def note_case(case_id: PathId, body: CaseNote) -> Response[str]:
+    who = admin_caller(app)
+    return idempotent(app, who, lambda _: cases.add_note(who, case_id, body.text))
+
+
+@app.post("/admin/v1/cases/<case_id>/escalate")
+def escalate_case(case_id: PathId, body: EscalateCase) -> Response[str]:
+    who = admin_caller(app)
+    return idempotent(app, who, lambda _: cases.escalate(who, case_id, body.reason), status=200)
+
+
+@app.post("/admin/v1/cases/<case_id>/decisions")
+def decide_case(case_id: PathId, body: DecideCase) -> Response[str]:
+    who = admin_caller(app)
+    return idempotent(app, who, lambda req: cases.decide(who, req, case_id, **body.model_dump()), status=200)
+
+
+@app.post("/admin/v1/tenants/<tenant_id>/capabilities")
+def change_capability(tenant_id: PathId, body: ChangeCapability) -> Response[str]:
+    """disabled/shadow: applied now (200). live: a PENDING request (202) until another admin approves it."""
+    who = admin_caller(app, *MANAGERS)
+    status = 202 if body.mode == "live" else 200
+    return idempotent(app, who, lambda _: capabilities.change(who, tenant_id, **body.model_dump()), status=status)
+
+
+@app.get("/admin/v1/tenants/<tenant_id>/capability-requests")
+def list_capability_requests(
+    tenant_id: PathId,
+    status: Annotated[Literal["PENDING", "APPROVED", "REJECTED", "EXPIRED"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    admin_caller(app)
+    return capabilities.list_requests(tenant_id, status=status, limit=limit, cursor=cursor)
+
+
+@app.get("/admin/v1/tenants/<tenant_id>/capability-requests/<request_id>")
+def get_capability_request(tenant_id: PathId, request_id: PathId) -> dict[str, Any]:
+    admin_caller(app)
+    return capabilities.get_request(tenant_id, request_id)
+
+
+@app.post("/admin/v1/tenants/<tenant_id>/capability-requests/<request_id>/approve")
+def approve_capability_request(tenant_id: PathId, request_id: PathId, body: Decision) -> dict[str, Any]:
+    return capabilities.approve(admin_caller(app, *APPROVERS), tenant_id, request_id, reason=body.reason)
+
+
+@app.post("/admin/v1/tenants/<tenant_id>/capability-requests/<request_id>/reject")
+def reject_capability_request(tenant_id: PathId, request_id: PathId, body: Decision) -> dict[str, Any]:
+    return capabilities.reject(admin_caller(app, *MANAGERS), tenant_id, request_id, reason=body.reason)
+
+
+@app.post("/admin/v1/users/<tenant_id>/<user_id>/freeze")
+def freeze_user(tenant_id: PathId, user_id: PathId, body: StatusReason) -> dict[str, Any]:
+    return freezes.freeze_user(admin_caller(app, *FREEZERS), tenant_id, user_id, reason=body.reason)
+
+
+@app.post("/admin/v1/users/<tenant_id>/<user_id>/unfreeze")
+def unfreeze_user(tenant_id: PathId, user_id: PathId, body: StatusReason) -> dict[str, Any]:
+    return freezes.unfreeze_user(admin_caller(app, *UNFREEZERS), tenant_id, user_id, reason=body.reason)
+
+
+@app.post("/admin/v1/accounts/<tenant_id>/<account_id>/freeze")
+def freeze_account(tenant_id: PathId, account_id: PathId, body: StatusReason) -> dict[str, Any]:
+    return freezes.freeze_account(admin_caller(app, *FREEZERS), tenant_id, account_id, reason=body.reason)
+
+
+@app.post("/admin/v1/accounts/<tenant_id>/<account_id>/unfreeze")
+def unfreeze_account(tenant_id: PathId, account_id: PathId, body: StatusReason) -> dict[str, Any]:
+    return freezes.unfreeze_account(admin_caller(app, *UNFREEZERS), tenant_id, account_id, reason=body.reason)
 
 
 def _issued(tenant_id: str, issued: IssuedKey) -> Result:

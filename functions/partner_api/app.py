@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.compliance.screening.service import ScreeningService
 from moncore.domain.clock import parse_instant
 from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
 from moncore.http.schemas import (
@@ -18,8 +19,10 @@ from moncore.http.schemas import (
     CreateUser,
     Id,
     Reverse,
+    ScreeningCheck,
     Void,
 )
+from moncore.ledger.exposure import tenant_exposure
 from moncore.ledger.fx import FxService
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.service import LedgerService
@@ -29,6 +32,7 @@ app = make_app(logger)
 ledger = LedgerService()
 lifecycle = LifecycleService()
 fx = FxService()
+screening = ScreeningService()
 app.configure_openapi(
     title="MonCore partner API",
     version="1.0.0",
@@ -117,6 +121,17 @@ def void(txn_id: PathId, body: Void) -> Response[str]:
 def reverse(txn_id: PathId, body: Reverse) -> Response[str]:
     who = tenant_caller(app)
     return idempotent(app, who, lambda req: lifecycle.reverse(who, req, txn_id, **body.model_dump()))
+
+
+@app.get("/v1/tenant/exposure")
+def get_exposure() -> dict[str, Any]:
+    return tenant_exposure(tenant_caller(app).require_tenant())
+
+
+@app.post("/v1/screening/checks")
+def screening_check(body: ScreeningCheck) -> dict[str, Any]:
+    """Screens a name; creates nothing, so no Idempotency-Key (each check is audited). 200 {matches: [...]}."""
+    return screening.check(tenant_caller(app), **body.model_dump())
 
 
 @app.get("/v1/transactions/<txn_id>")

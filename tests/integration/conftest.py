@@ -26,8 +26,13 @@ import pytest
 from infra.gateway import GatewayResponse, LocalGateway
 from infra.local_stack import LocalBackend, create_admin_key, create_demo_tenant
 
-# The authorizer cache is off so a revoked key or a role change is visible on the very next call.
-INTEGRATION_PARAMETERS = {"EnvironmentName": "sandbox", "AuthorizerCacheTtlSeconds": "0"}
+# The authorizer cache is off so a revoked key or a role change is visible on the very next call; the tenant
+# configuration cache too, so a capability changed through the admin API gates the very next partner call.
+INTEGRATION_PARAMETERS = {
+    "EnvironmentName": "sandbox",
+    "AuthorizerCacheTtlSeconds": "0",
+    "TenantConfigCacheSeconds": "0",
+}
 
 
 @pytest.fixture(scope="session")

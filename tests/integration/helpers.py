@@ -36,7 +36,7 @@ def new_user(call: Any, tenant: Tenant) -> str:
         "/v1/users",
         key=tenant.key,
         headers=idem(),
-        json={"external_ref": uuid.uuid4().hex, "full_name": "Ada Lovelace", "country": "GB"},
+        json={"external_ref": uuid.uuid4().hex, "full_name": "Ada Lovelace", "country": "FR"},
     )
     assert made.status == 201, made.json()
     return str(made.json()["id"])

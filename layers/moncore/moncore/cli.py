@@ -2,6 +2,7 @@
 
 moncore admin create-key --name NAME [--role admin]   issue an admin API key (operator bootstrap; prints it once)
 moncore money format AMOUNT_MINOR CURRENCY            render minor units as the API's decimal string
+moncore screening score NAME1 NAME2                   the screening engine's score (0..1) and explanation for a pair
 moncore jobs run JOB --tenant T [--date D]            run a scheduled job (expire_holds, snapshot, rebuild_verify,
                                                       rebuild_restore) for one tenant; prints its report as JSON
 
@@ -77,6 +78,20 @@ def _format_money(args: argparse.Namespace) -> int:
     return 0
 
 
+def _screening_score(args: argparse.Namespace) -> int:
+    """The engine's name score for one pair, with the shipped lists' token weights (the lists must be found:
+    MONCORE_SANCTIONS_DIR or ../shared/data/sanctions beside the repo)."""
+    from moncore.compliance.screening import ListsNotFound, default_engine  # noqa: PLC0415 - loads the lists
+
+    try:
+        engine = default_engine()
+    except (ListsNotFound, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(engine.score_pair(args.name1, args.name2).to_dict(), ensure_ascii=False, indent=2))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="moncore", description="MonCore kernel command line")
     root.add_argument("--version", action="version", version=f"moncore {__version__}")
@@ -93,6 +108,14 @@ def parser() -> argparse.ArgumentParser:
     fmt.add_argument("amount_minor")
     fmt.add_argument("currency")
     fmt.set_defaults(run=_format_money)
+
+    screening = commands.add_parser("screening", help="sanctions screening").add_subparsers(
+        dest="action", required=True
+    )
+    score = screening.add_parser("score", help="print the engine's score and explanation for one pair of names")
+    score.add_argument("name1", help="the name as screened")
+    score.add_argument("name2", help="the name as listed")
+    score.set_defaults(run=_screening_score)
 
     jobs = commands.add_parser("jobs", help="scheduled jobs").add_subparsers(dest="action", required=True)
     run = jobs.add_parser("run", help="run a scheduled job for one tenant now")

@@ -51,6 +51,14 @@ class CapabilityDisabled(DomainError):
     title = "Capability Disabled"
 
 
+class FourEyesRequired(DomainError):
+    """A change that needs two different admins (one requests, another approves) was approved by its requester."""
+
+    code = "four_eyes_required"
+    status = 403
+    title = "Four Eyes Required"
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = 409
@@ -88,6 +96,27 @@ class AccountNotActive(DomainError):
     code = "account_frozen"
     status = 422
     title = "Account Not Active"
+
+
+class LimitExceeded(DomainError):
+    """A KYC tier limit (per transaction, daily, monthly, balance cap) refused the movement; `errors` names which."""
+
+    code = "limit_exceeded"
+    status = 422
+    title = "Limit Exceeded"
+
+
+class ComplianceBlocked(DomainError):
+    code = "compliance_blocked"
+    status = 422
+    title = "Compliance Blocked"
+
+
+class GeoBlocked(ComplianceBlocked):
+    """A country outside the tenant's jurisdictions or on the FATF call-for-action list (moncore.domain.geo)."""
+
+    code = "geo_blocked"
+    title = "Geo Blocked"
 
 
 class InvalidStateTransition(DomainError):

@@ -102,10 +102,96 @@ class Reverse(_Strict):
     reason: Text
 
 
+class ScreeningCheck(_Strict):
+    """POST /v1/screening/checks: a name to screen against the sanctions lists; country and date of birth, when
+    given, raise or lower the scores of entries that list them (docs/screening.md)."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S", description="Not only spaces")]
+    country: Country | None = None
+    date_of_birth: Annotated[StrictStr, AfterValidator(_past_date)] | None = None
+
+
+LimitMinor = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT_MINOR, description="Minor units; null: no limit")]
+
+
+class TierLimitsBody(_Strict):
+    """One tier's limits in one currency (moncore.domain.limits): all four are required, null means no limit."""
+
+    per_transaction_minor: LimitMinor | None
+    daily_minor: LimitMinor | None
+    monthly_minor: LimitMinor | None
+    balance_cap_minor: LimitMinor | None
+
+
+TierName = Literal["tier_0", "tier_1", "tier_2"]
+CurrencyLimits = Annotated[dict[Currency, TierLimitsBody], Field(max_length=50)]
+
+
 class CreateTenant(_Strict):
     name: Text
     jurisdictions: Annotated[list[Country], Field(min_length=1, max_length=50)]
+    tier_limits: dict[TierName, CurrencyLimits] | None = Field(
+        default=None, description="Overrides of the default tier limits per tier and currency (docs/limits-and-geo.md)"
+    )
 
 
 class Empty(_Strict):
     pass
+
+
+CapabilityName = Literal[
+    "wallets",
+    "transfers",
+    "fundings",
+    "qr_payments",
+    "fx",
+    "card_funding",
+    "card_issuing",
+    "card_clearing",
+    "withdrawals",
+    "settlement_finalization",
+]  # = moncore.domain.capabilities.Capability (tests/unit/test_capabilities.py keeps the two equal)
+ContractRef = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]( ?[\x21-\x7e])*$")]
+
+
+class ChangeCapability(_Strict):
+    """POST /admin/v1/tenants/{id}/capabilities. `live` needs contract_ref and a second admin's approval."""
+
+    capability: CapabilityName
+    mode: Literal["disabled", "shadow", "live"]
+    contract_ref: ContractRef | None = Field(default=None, description="Required when mode is live")
+
+
+class Decision(_Strict):
+    reason: Text | None = None
+
+
+class StatusReason(_Strict):
+    """POST .../freeze and .../unfreeze."""
+
+    reason: Text
+
+
+class OpenCase(_Strict):
+    tenant_id: Id
+    kind: Literal["manual", "aml_review", "screening_hit"] = "manual"
+    reason: Text
+    subject_user_id: Id | None = None
+    txn_id: Id | None = None
+
+
+class AssignCase(_Strict):
+    assignee: Text
+
+
+class CaseNote(_Strict):
+    text: Annotated[StrictStr, Field(min_length=1, max_length=4000)]
+
+
+class EscalateCase(_Strict):
+    reason: Text
+
+
+class DecideCase(_Strict):
+    outcome: Literal["no_action", "released", "reversed", "frozen", "reported"]
+    reason: Text

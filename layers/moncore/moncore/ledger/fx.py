@@ -17,6 +17,7 @@ InsufficientFunds, IdempotencyKeyReused, ProviderUnavailable and ConcurrencyConf
 
 from __future__ import annotations
 
+from moncore.compliance.movements import MovementChecks
 from moncore.domain.capabilities import Capability
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, RequestIdentity, Result
@@ -28,6 +29,7 @@ from moncore.domain.transactions import EventKind, TxnType
 from moncore.ledger.directory import DIRECTORY
 from moncore.ledger.service import (
     create,
+    decide_movement,
     first_event,
     new_transaction,
     replay_from_ledger,
@@ -44,6 +46,7 @@ FX_POSITION = "fx_position"
 class FxService:
     def __init__(self, tenancy: TenancyService | None = None) -> None:
         self._tenancy = tenancy or TenancyService()
+        self._checks = MovementChecks(self._tenancy)
 
     def convert(
         self,
@@ -57,7 +60,7 @@ class FxService:
     ) -> Result:
         """Sell `amount_minor` of `currency` from `account_id`, credit the converted amount to `to_account_id`."""
         tenant_id = caller.require_tenant()
-        gate = self._tenancy.require_capability(tenant_id, Capability.FX)
+        gate = self._tenancy.require_capability(tenant_id, Capability.FX, caller)
         check_amount_minor(amount_minor)
         currency_exponent(currency)
         if account_id == to_account_id:
@@ -95,6 +98,18 @@ class FxService:
                 f"provider {quote.provider} quoted {quote.base_currency}/{quote.quote_currency}, "
                 f"not {source.currency}/{target.currency}"
             )
+        # What the customer sells counts against its limits in the source currency; the target account is capped.
+        decision = decide_movement(
+            self._checks,
+            caller,
+            txn_id,
+            debit=source,
+            debit_minor=amount_minor,
+            credit=target,
+            credit_minor=conversion.target_amount_minor,
+        )
+        if decision is None:
+            return replay_from_ledger(caller, request, txn_id)
         legs = conversion_legs(
             conversion,
             source=source,
@@ -113,6 +128,8 @@ class FxService:
             provider=quote.provider,
             provider_ref=quote.quote_id,
             fx=conversion.attribution(),
+            checks=decision.checks,
         )
         event = first_event(caller, request, txn, EventKind.SETTLED, legs)
-        return create(caller, request, txn, event, guards=(f"fx_quote#{quote.provider}#{quote.quote_id}",))
+        guards = (f"fx_quote#{quote.provider}#{quote.quote_id}",)
+        return create(caller, request, txn, event, guards=guards, decision=decision)

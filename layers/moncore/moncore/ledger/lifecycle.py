@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moncore.compliance.movements import MovementChecks, audit_refusal
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, RequestIdentity, Result
@@ -27,11 +28,13 @@ from moncore.domain.errors import (
     IdempotencyKeyReused,
     InvalidStateTransition,
     InvariantViolation,
+    LimitExceeded,
     NotFound,
     ValidationFailed,
 )
 from moncore.domain.ids import derived_id
 from moncore.domain.lifecycle import Step, StoredEvent, TxnState, advance, plan_capture, plan_release, plan_reversal
+from moncore.domain.limits import BalanceCap
 from moncore.domain.money import check_amount_minor, stored_minor
 from moncore.domain.transactions import (
     AccountRef,
@@ -71,6 +74,9 @@ class Operation:
 
 
 class LifecycleService:
+    def __init__(self, checks: MovementChecks | None = None) -> None:
+        self._checks = checks or MovementChecks()
+
     # ---------------------------------------------------------------- partner API
     def capture(self, caller: Caller, request: RequestIdentity, txn_id: str, *, amount_minor: int | None) -> Result:
         """Settle all (default) or part of the remaining hold; repeated captures up to the held amount."""
@@ -184,6 +190,14 @@ class LifecycleService:
             event = _event(operation, state, step, _step_legs(tenant_id, stored, step))
             txn = ledger_store.header_transaction(stored.header)
             after = advance(state, _as_stored(event))
+            # A capture credits the payee: its tier's balance cap applies (holds count for the payer when placed).
+            caps: tuple[BalanceCap, ...] = ()
+            if step.kind is EventKind.CAPTURED:
+                payee = _hold_accounts(tenant_id, stored)[1]
+                decision = self._checks.decide(
+                    operation.caller, subject_id=txn_id, credit=payee, credit_minor=step.amount_minor
+                )
+                caps = decision.caps
             posting = ledger_store.Posting(
                 tenant_id=tenant_id,
                 audit=posting_audit(operation.caller, txn, event, action=f"{txn.type.value}.{event.kind.value}"),
@@ -191,11 +205,15 @@ class LifecycleService:
                 guards=(f"op#{operation.op_id}",),
                 holds=((txn, after),) if txn.capture == "manual" else (),
                 require_active=step.kind is EventKind.CAPTURED,
+                caps=caps,
             )
             try:
                 ledger_store.post(posting)
             except ledger_store.EventSlotTaken:
                 continue
+            except LimitExceeded as refused:
+                audit_refusal(operation.caller, refused, subject_id=txn_id, context={"event": step.kind.value})
+                raise
             except ledger_store.DuplicateGuard:
                 if _guard_owner(tenant_id, operation.op_id) != txn_id:
                     raise IdempotencyKeyReused(

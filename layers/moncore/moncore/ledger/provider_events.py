@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from moncore.compliance.movements import MovementChecks
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.capabilities import Capability
 from moncore.domain.context import Caller, RequestIdentity
@@ -31,6 +32,7 @@ from moncore.ledger.directory import DIRECTORY
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.service import (
     create,
+    decide_movement,
     first_event,
     hold_expiry,
     new_transaction,
@@ -74,6 +76,7 @@ class ProviderEventService:
     def __init__(self, tenancy: TenancyService | None = None, lifecycle: LifecycleService | None = None) -> None:
         self._tenancy = tenancy or TenancyService()
         self._lifecycle = lifecycle or LifecycleService()
+        self._checks = MovementChecks(self._tenancy)
 
     def apply_card_event(self, tenant_id: str, event: CardEvent) -> Outcome:
         check_amount_minor(event.amount_minor)
@@ -142,10 +145,14 @@ class ProviderEventService:
 
     def _authorize(self, caller: Caller, request: RequestIdentity, txn_id: str, event: CardEvent) -> None:
         tenant_id = caller.require_tenant()
-        gate = self._tenancy.require_capability(tenant_id, Capability.CARD_ISSUING)
+        gate = self._tenancy.require_capability(tenant_id, Capability.CARD_ISSUING, caller)
         (card_account,) = DIRECTORY.resolve(tenant_id, [event.account_id or ""], event.currency)
         require_user_account(card_account)
         clearing = system_account(tenant_id, CARD_CLEARING, event.currency)
+        # An authorisation counts against the cardholder's limits when it is placed (docs/limits-and-geo.md).
+        decision = decide_movement(self._checks, caller, txn_id, debit=card_account, debit_minor=event.amount_minor)
+        if decision is None:
+            return  # authorised before: the ledger holds it
         txn = new_transaction(
             caller,
             request,
@@ -158,9 +165,10 @@ class ProviderEventService:
             provider_ref=event.authorization_ref,
             capture="manual",
             hold_expires_at=hold_expiry(event.hold_expires_at),
+            checks=decision.checks,
         )
         legs = hold_pair(card_account, clearing, event.amount_minor)
-        create(caller, request, txn, first_event(caller, request, txn, EventKind.AUTHORIZED, legs))
+        create(caller, request, txn, first_event(caller, request, txn, EventKind.AUTHORIZED, legs), decision=decision)
 
     def _still_open(self, tenant_id: str, txn_id: str) -> bool:
         stored = ledger_store.load_transaction(tenant_id, txn_id)

@@ -14,12 +14,24 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from moncore.compliance.freezes import refuse_frozen
+from moncore.compliance.movements import MovementChecks, MovementDecision, audit_refusal
 from moncore.config import settings
 from moncore.domain.audit import AuditEvent, audit_event
 from moncore.domain.capabilities import Capability
 from moncore.domain.clock import now_rfc3339, parse_instant, rfc3339, utc_now
 from moncore.domain.context import Caller, RequestIdentity, Result
-from moncore.domain.errors import AlreadyExists, IdempotencyKeyReused, InvariantViolation, NotFound, ValidationFailed
+from moncore.domain.errors import (
+    AlreadyExists,
+    ComplianceBlocked,
+    GeoBlocked,
+    IdempotencyKeyReused,
+    InvariantViolation,
+    LimitExceeded,
+    NotFound,
+    ValidationFailed,
+)
+from moncore.domain.geo import check_user_country
 from moncore.domain.ids import derived_id
 from moncore.domain.lifecycle import TxnState
 from moncore.domain.money import check_amount_minor, currency_exponent
@@ -50,6 +62,7 @@ FUNDING_CLEARING = "funding_clearing"
 class LedgerService:
     def __init__(self, tenancy: TenancyService | None = None) -> None:
         self._tenancy = tenancy or TenancyService()
+        self._checks = MovementChecks(self._tenancy)
 
     # ---------------------------------------------------------------- users
     def create_user(
@@ -64,6 +77,14 @@ class LedgerService:
     ) -> Result:
         tenant_id = caller.require_tenant()
         user_id = derived_id("usr", tenant_id, request.idempotency_key)
+        try:
+            check_user_country(country, self._tenancy.tenant_config(tenant_id).jurisdictions)
+        except GeoBlocked as refused:
+            if account_store.find_user_item(tenant_id, user_id) is not None:
+                return Result(self.get_user(caller, user_id), replayed=True)  # created before the rule changed
+            context = {"operation": "user.create", "external_ref": external_ref, "country": country}
+            audit_refusal(caller, refused, subject_id=user_id, context=context)
+            raise
         item = UserItem(
             f"{tenant_id}#{user_id}",
             id=user_id,
@@ -103,7 +124,7 @@ class LedgerService:
     # ---------------------------------------------------------------- accounts
     def create_account(self, caller: Caller, request: RequestIdentity, *, user_id: str, currency: str) -> Result:
         tenant_id = caller.require_tenant()
-        self._tenancy.require_capability(tenant_id, Capability.WALLETS)
+        self._tenancy.require_capability(tenant_id, Capability.WALLETS, caller)
         currency_exponent(currency)
         account_id = derived_id("acc", tenant_id, request.idempotency_key)
         item = AccountItem(
@@ -167,12 +188,23 @@ class LedgerService:
     ) -> Result:
         """Collect through the tenant's open-banking provider, then post clearing -> user account."""
         tenant_id = caller.require_tenant()
-        gate = self._tenancy.require_capability(tenant_id, Capability.FUNDINGS)
+        gate = self._tenancy.require_capability(tenant_id, Capability.FUNDINGS, caller)
         check_amount_minor(amount_minor)
         currency_exponent(currency)
         (account,) = DIRECTORY.resolve(tenant_id, [account_id], currency)
         require_user_account(account)
         txn_id = derived_id("txn", tenant_id, request.idempotency_key)
+        decision = decide_movement(self._checks, caller, txn_id, credit=account, credit_minor=amount_minor)
+        if decision is None:
+            return replay_from_ledger(caller, request, txn_id)
+        # Refuse before collecting money the ledger would refuse to post; the balance condition stays the guard.
+        try:
+            self._checks.precheck_caps(caller, decision, subject_id=txn_id)
+        except LimitExceeded:
+            if ledger_store.load_transaction(tenant_id, txn_id) is None:
+                raise
+            return replay_from_ledger(caller, request, txn_id)  # this funding is what filled the account
+        refuse_frozen(tenant_id, account)
         provider = open_banking_provider(self._tenancy.tenant_config(tenant_id).open_banking_provider)
         collected = provider.collect(CollectionRequest(tenant_id, account_id, amount_minor, currency, txn_id))
         if collected.status is not CollectionStatus.SETTLED:
@@ -190,10 +222,11 @@ class LedgerService:
             gate=gate,
             provider=collected.provider,
             provider_ref=collected.provider_ref,
+            checks=decision.checks,
         )
         event = first_event(caller, request, txn, EventKind.SETTLED, settled_pair(clearing, account, amount_minor))
         guard = f"provider_ref#{collected.provider}#{collected.provider_ref}"
-        return create(caller, request, txn, event, guards=(guard,))
+        return create(caller, request, txn, event, guards=(guard,), decision=decision)
 
     def transfer(
         self,
@@ -211,7 +244,7 @@ class LedgerService:
         """Move money between two user accounts: settled at once (capture "auto"), or held until captured, voided or
         expired (capture "manual"; the hold counts against the payer's available balance)."""
         tenant_id = caller.require_tenant()
-        gate = self._tenancy.require_capability(tenant_id, Capability.TRANSFERS)
+        gate = self._tenancy.require_capability(tenant_id, Capability.TRANSFERS, caller)
         check_amount_minor(amount_minor)
         currency_exponent(currency)
         if from_account_id == to_account_id:
@@ -235,6 +268,18 @@ class LedgerService:
             if ledger_store.load_transaction(tenant_id, txn_id) is None:
                 raise
             return replay_from_ledger(caller, request, txn_id)  # posted before the requested expiry passed
+        # A hold counts against the payer's limits when placed; the payee's cap applies when it is captured.
+        decision = decide_movement(
+            self._checks,
+            caller,
+            txn_id,
+            debit=source,
+            debit_minor=amount_minor,
+            credit=None if manual else destination,
+            credit_minor=amount_minor,
+        )
+        if decision is None:
+            return replay_from_ledger(caller, request, txn_id)
         txn = new_transaction(
             caller,
             request,
@@ -246,13 +291,14 @@ class LedgerService:
             reference=reference,
             capture=capture,
             hold_expires_at=expiry,
+            checks=decision.checks,
         )
         if manual:
             legs, kind = hold_pair(source, destination, amount_minor), EventKind.AUTHORIZED
         else:
             legs, kind = settled_pair(source, destination, amount_minor), EventKind.SETTLED
         event = first_event(caller, request, txn, kind, legs)
-        return create(caller, request, txn, event)
+        return create(caller, request, txn, event, decision=decision)
 
     def get_transaction(self, caller: Caller, txn_id: str) -> dict[str, Any]:
         stored = ledger_store.load_transaction(caller.require_tenant(), txn_id)
@@ -296,7 +342,9 @@ def new_transaction(
     hold_expires_at: str | None = None,
     reverses_txn_id: str | None = None,
     fx: dict[str, Any] | None = None,
+    checks: tuple[dict[str, Any], ...] = (),
 ) -> Transaction:
+    """A new transaction header; `checks` are the compliance checks (geo, tier limits) recorded after the gate's."""
     return Transaction(
         id=txn_id,
         tenant_id=caller.require_tenant(),
@@ -311,7 +359,7 @@ def new_transaction(
         provider_ref=provider_ref,
         fingerprint=request.fingerprint,
         # The gating decision is recorded with the posting (invariant 5); compliance rules extend it.
-        compliance={"decision": "allow", "checks": [gate], "decided_at": now_rfc3339()},
+        compliance={"decision": "allow", "checks": [gate, *checks], "decided_at": now_rfc3339()},
         capture=capture,
         hold_expires_at=hold_expires_at,
         reverses_txn_id=reverses_txn_id,
@@ -359,10 +407,28 @@ def posting_audit(caller: Caller, txn: Transaction, event: Event, *, action: str
     )
 
 
+def decide_movement(checks: MovementChecks, caller: Caller, txn_id: str, **movement: Any) -> MovementDecision | None:
+    """The compliance decision of a new transaction (MovementChecks.decide); None when it refuses a request whose
+    transaction the ledger already holds (executed before, its idempotency record expired): answer that as a replay."""
+    try:
+        return checks.decide(caller, subject_id=txn_id, **movement)
+    except (ComplianceBlocked, LimitExceeded):
+        if ledger_store.load_transaction(caller.require_tenant(), txn_id) is None:
+            raise
+        return None
+
+
 def create(
-    caller: Caller, request: RequestIdentity, txn: Transaction, event: Event, *, guards: tuple[str, ...] = ()
+    caller: Caller,
+    request: RequestIdentity,
+    txn: Transaction,
+    event: Event,
+    *,
+    guards: tuple[str, ...] = (),
+    decision: MovementDecision | None = None,
 ) -> Result:
-    """Post a new transaction with its first event; a second attempt with the same key answers the first."""
+    """Post a new transaction with its first event; a second attempt with the same key answers the first. The
+    decision's counters and caps are enforced by the posting's own conditions (a refusal there is audited)."""
     holds: tuple[tuple[Transaction, TxnState], ...] = ()
     if txn.capture == "manual":
         holds = ((txn, TxnState(txn.type, event.status, txn.amount_minor, last_seq=1)),)
@@ -373,11 +439,16 @@ def create(
         events=((txn, event),),
         guards=guards,
         holds=holds,
+        counters=decision.counters(txn.created_at) if decision else (),
+        caps=decision.caps if decision else (),
     )
     try:
         ledger_store.post(posting)
     except ledger_store.DuplicateTransaction:
         return replay_from_ledger(caller, request, txn.id)
+    except LimitExceeded as refused:
+        audit_refusal(caller, refused, subject_id=txn.id, context={"checks": txn.compliance.get("checks", [])})
+        raise
     return Result(views.transaction_view(_must_load(txn.tenant_id, txn.id)))
 
 

@@ -7,8 +7,12 @@ Conditions (each one the last line of defence for an invariant):
 - event slot EVT#n and its legs: attribute_not_exists -> two lifecycle steps can never both build on the same state;
   the loser re-reads and plans again (invariant 9);
 - guards: attribute_not_exists -> one posting per provider reference, operation id, ... (invariant 8);
-- user accounts: exist for this tenant, in this currency, ACTIVE (invariant 10);
-- balances: available_minor >= floor - delta on the debited shard (invariant 6).
+- user accounts: exist for this tenant, in this currency, ACTIVE (invariant 10), and so is their user (a frozen user
+  can neither send nor receive; docs/capabilities-and-freezes.md);
+- balances: available_minor >= floor - delta on the debited shard (invariant 6); posted_minor <= cap - delta on a
+  credited user account with a tier balance cap (invariant 7);
+- counters: ADD total_minor :delta with `attribute_not_exists(total_minor) OR total_minor <= :limit - :delta` on the
+  payer's day and month counters (invariant 7: tier limits enforced with the posting, never read-then-write).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from moncore.domain.errors import (
     ValidationFailed,
 )
 from moncore.domain.lifecycle import TxnState
+from moncore.domain.limits import BalanceCap, CounterCharge
 from moncore.domain.money import stored_minor
 from moncore.domain.transactions import (
     AccountKind,
@@ -48,10 +53,19 @@ from moncore.domain.transactions import (
     balance_changes,
     check_zero_sum,
 )
-from moncore.store.accounts import find_account_item
+from moncore.store.accounts import find_account_item, find_user_item
 from moncore.store.audit import append_condition, audit_item
 from moncore.store.balances import balance_key, shard_balances
-from moncore.store.models import AccountItem, BalanceItem, GuardItem, HoldItem, LedgerItem, tenant_key
+from moncore.store.models import (
+    AccountItem,
+    BalanceItem,
+    CounterItem,
+    GuardItem,
+    HoldItem,
+    LedgerItem,
+    UserItem,
+    tenant_key,
+)
 from moncore.store.transact import ConditionFailed, TxBuilder
 
 HEADER_SK = "TXN"
@@ -93,6 +107,8 @@ class Posting:
     guards: tuple[str, ...] = ()
     holds: tuple[tuple[Transaction, TxnState], ...] = ()
     require_active: bool = True  # releasing a hold must work on a frozen account; new money movement must not
+    counters: tuple[CounterCharge, ...] = ()  # tier-limit counters charged atomically with the posting
+    caps: tuple[BalanceCap, ...] = ()  # tier balance caps of credited user accounts
 
     @property
     def legs(self) -> list[Leg]:
@@ -144,6 +160,7 @@ def post(posting: Posting) -> None:
     tx = TxBuilder()
     changes = balance_changes(posting.legs)
     shards = {change.account.account_id: _choose_shard(posting.tenant_id, change) for change in changes}
+    checked_users: set[str] = set()
     for change in changes:
         if change.account.kind is AccountKind.USER:
             condition = AccountItem.pk.exists() & (AccountItem.currency == change.account.currency)
@@ -151,6 +168,12 @@ def post(posting: Posting) -> None:
                 condition = condition & (AccountItem.status == "ACTIVE")
             key = tenant_key(posting.tenant_id, change.account.account_id)
             tx.check(f"account:{change.account.account_id}", AccountItem, key, condition)
+            user_id = change.account.user_id
+            if posting.require_active and user_id and user_id not in checked_users:
+                # A frozen user's accounts neither send nor receive. Once per user: a transaction names an item once.
+                checked_users.add(user_id)
+                user_key = tenant_key(posting.tenant_id, user_id)
+                tx.check(f"user:{user_id}", UserItem, user_key, UserItem.status == "ACTIVE")
     for txn in posting.created:
         tx.put(f"header:{txn.id}", _header_item(txn), LedgerItem.pk.does_not_exist())
     for txn, event in posting.events:
@@ -169,6 +192,8 @@ def post(posting: Posting) -> None:
         tx.put(f"hold:{txn.id}", hold_item(txn, state, posting.audit.recorded_at))
     for change in changes:
         _balance_update(tx, posting, change, shards[change.account.account_id])
+    for index, charge in enumerate(posting.counters):
+        _counter_update(tx, posting, index, charge)
     try:
         # One token per posting attempt (reused by its retries), never per transaction id: a later request with the
         # same key builds other timestamps, and DynamoDB would answer IdempotentParameterMismatch instead of the
@@ -195,7 +220,40 @@ def _balance_update(tx: TxBuilder, posting: Posting, change: BalanceChange, shar
     ]
     required = change.required_available_minor
     condition = None if required is None else BalanceItem.available_minor >= required
+    cap = next((cap for cap in posting.caps if cap.account_id == account.account_id), None)
+    if cap is not None and change.posted_delta_minor > 0:
+        capped = BalanceItem.posted_minor <= cap.cap_minor - change.posted_delta_minor
+        condition = capped if condition is None else condition & capped
     tx.update(f"balance:{account.account_id}:{shard}", item, actions, condition)
+
+
+def counter_key(tenant_id: str, charge: CounterCharge) -> str:
+    return tenant_key(tenant_id, "user", charge.user_id, charge.currency, charge.window, charge.period)
+
+
+def _counter_update(tx: TxBuilder, posting: Posting, index: int, charge: CounterCharge) -> None:
+    """Add the charge to its window counter only while the total stays within the limit. The first charge of a
+    window finds no total: `attribute_not_exists` admits it, which is why a charge above the limit on its own is
+    refused before the write (domain.limits.outgoing_charges)."""
+    if not 0 < charge.delta_minor <= charge.limit_minor:
+        raise InvariantViolation(f"counter charge {charge} was not checked against its limit before the write")
+    item = CounterItem(counter_key(posting.tenant_id, charge))
+    actions = [
+        CounterItem.total_minor.add(charge.delta_minor),
+        CounterItem.version.add(1),
+        CounterItem.tenant_id.set(posting.tenant_id),
+        CounterItem.user_id.set(charge.user_id),
+        CounterItem.currency.set(charge.currency),
+        CounterItem.window.set(charge.window),
+        CounterItem.period.set(charge.period),
+        CounterItem.limit_minor.set(charge.limit_minor),
+        CounterItem.updated_at.set(posting.audit.recorded_at),
+        CounterItem.expires_at.set(charge.expires_at),
+    ]
+    condition = CounterItem.total_minor.does_not_exist() | (
+        CounterItem.total_minor <= charge.limit_minor - charge.delta_minor
+    )
+    tx.update(f"counter:{index}", item, actions, condition)
 
 
 def _choose_shard(tenant_id: str, change: BalanceChange) -> int:
@@ -236,8 +294,21 @@ def _diagnose(posting: Posting, labels: list[str]) -> Exception:
             wanted = ", ".join(sorted(currencies))
             return CurrencyMismatch(f"account {account_id} holds {stored.currency}, not {wanted}")
         return AccountNotActive(f"account {account_id} is {stored.status.lower()}")
+    for label in by_kind.get("user", []):
+        user_id = label.removeprefix("user:")
+        user = find_user_item(posting.tenant_id, user_id)
+        status = "missing" if user is None else user.status.lower()
+        return AccountNotActive(f"user {user_id} is {status}: their accounts can neither send nor receive")
+    changes = {change.account.account_id: change for change in balance_changes(posting.legs)}
     for label in by_kind.get("balance", []):
-        return InsufficientFunds(f"account {label.split(':')[1]} has insufficient available funds")
+        account_id = label.split(":")[1]
+        change = changes.get(account_id)
+        cap = next((cap for cap in posting.caps if cap.account_id == account_id), None)
+        if cap is not None and change is not None and change.required_available_minor is None:
+            return cap.refusal(change.posted_delta_minor)
+        return InsufficientFunds(f"account {account_id} has insufficient available funds")
+    for label in by_kind.get("counter", []):
+        return posting.counters[int(label.split(":")[1])].refusal()
     return InvariantViolation(f"unexpected condition failure on {', '.join(labels)}")
 
 

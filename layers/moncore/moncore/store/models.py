@@ -54,6 +54,8 @@ class TenantItem(Model):
     open_banking_provider = UnicodeAttribute()
     # Tenants created before FX existed read back with the sandbox adapter (a default, so no migration is needed).
     fx_provider = UnicodeAttribute(default="sandbox_fx")
+    # Overrides of the default KYC tier limits (moncore.domain.limits.check_overrides); absent means the defaults.
+    tier_limits = JSONAttribute(null=True)
     status = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
@@ -90,8 +92,12 @@ class UserItem(Model):
     country = UnicodeAttribute()
     date_of_birth = UnicodeAttribute(null=True)
     tier = UnicodeAttribute()
-    status = UnicodeAttribute()
+    status = UnicodeAttribute()  # ACTIVE | FROZEN
     created_at = UnicodeAttribute()
+    # The last freeze or unfreeze (moncore.compliance.freezes): why, by whom, when. Absent until the first one.
+    status_reason = UnicodeAttribute(null=True)
+    status_changed_by = UnicodeAttribute(null=True)
+    status_changed_at = UnicodeAttribute(null=True)
 
 
 class AccountsByTenantIndex(GlobalSecondaryIndex["AccountItem"]):
@@ -119,6 +125,9 @@ class AccountItem(Model):
     purpose = UnicodeAttribute(null=True)  # for system accounts: funding_clearing, ...
     status = UnicodeAttribute()  # ACTIVE | FROZEN | CLOSED
     created_at = UnicodeAttribute()
+    status_reason = UnicodeAttribute(null=True)  # the last freeze or unfreeze, as on UserItem
+    status_changed_by = UnicodeAttribute(null=True)
+    status_changed_at = UnicodeAttribute(null=True)
 
     by_tenant = AccountsByTenantIndex()
 
@@ -175,6 +184,27 @@ class HoldItem(Model):
     updated_at = UnicodeAttribute()
 
     open_by_expiry = OpenHoldsIndex()
+
+
+class CounterItem(Model):
+    """Derived, mutable: what a user sent out in one currency during one UTC calendar day or month, updated with ADD
+    and a limit condition in the posting's own TransactWriteItems (invariant 7; moncore.domain.limits). Removed by
+    DynamoDB TTL (`expires_at`) some time after its window ended."""
+
+    class Meta(_Meta):
+        table_name = _S.counters_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#user#<user_id>#<ccy>#day#2026-11-22 | ...#month#2026-11
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    window = UnicodeAttribute()  # day | month
+    period = UnicodeAttribute()  # 2026-11-22 | 2026-11
+    total_minor = NumberAttribute(default=0)
+    limit_minor = NumberAttribute(null=True)  # the limit the last charge was checked against
+    version = NumberAttribute(default=0)  # postings that charged it
+    updated_at = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # epoch seconds, DynamoDB TTL
 
 
 class ParkedByTxnIndex(GlobalSecondaryIndex["ProviderEventItem"]):
@@ -370,3 +400,68 @@ class LeaseItem(Model):
     leased_until = NumberAttribute()  # epoch seconds
     acquired_at = UnicodeAttribute()
     expires_at = NumberAttribute()  # epoch seconds, DynamoDB TTL
+
+
+class CasesByTenantIndex(GlobalSecondaryIndex["CaseItem"]):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class CaseItem(Model):
+    """A compliance case: mutable (status, assignee, notes), every change written with its audit event."""
+
+    class Meta(_Meta):
+        table_name = _S.cases_table
+
+    pk = UnicodeAttribute(hash_key=True)  # case id (admin routes address cases by id; tenant_id is an attribute)
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    status = UnicodeAttribute()
+    outcome = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute()
+    subject_user_id = UnicodeAttribute(null=True)
+    txn_id = UnicodeAttribute(null=True)
+    assignee = UnicodeAttribute(null=True)
+    notes = JSONAttribute(default=list)
+    opened_by = UnicodeAttribute()
+    decided_by = UnicodeAttribute(null=True)
+    decision_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = NumberAttribute(default=0)
+
+    by_tenant = CasesByTenantIndex()
+
+
+class ApprovalItem(Model):
+    """A change that needs a second admin (four-eyes), from request to decision. Mutable: status moves PENDING ->
+    APPROVED | REJECTED once, by a conditional update in the same transaction as the change it approves.
+
+    pk is the tenant id, sk `<kind>#<request_id>` (kind "capability" today), so one Query lists a tenant's requests
+    of one kind in creation order (request ids are time-ordered)."""
+
+    class Meta(_Meta):
+        table_name = _S.approvals_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant id
+    sk = UnicodeAttribute(range_key=True)  # kind#request_id
+    request_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    capability = UnicodeAttribute()
+    mode = UnicodeAttribute()
+    contract_ref = UnicodeAttribute(null=True)
+    previous_mode = UnicodeAttribute(null=True)  # the capability's mode when requested
+    status = UnicodeAttribute()  # PENDING | APPROVED | REJECTED
+    requested_by = UnicodeAttribute()
+    requested_at = UnicodeAttribute()
+    expires_at = UnicodeAttribute()  # RFC 3339; a PENDING request can no longer be approved after it
+    correlation_id = UnicodeAttribute()
+    decided_by = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute(null=True)
+    decision_reason = UnicodeAttribute(null=True)

@@ -1,4 +1,4 @@
-"""Tenancy service: tenants, API keys, authentication, capability gating.
+"""Tenancy service: tenants, API keys, authentication, capability gating (changes: moncore.tenancy.capabilities).
 
 Errors: NotFound (unknown tenant or key), Unauthorized (bad, revoked or wrong-kind key), CapabilityDisabled.
 """
@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from moncore.config import settings
 from moncore.domain.audit import PLATFORM_TENANT, audit_event
-from moncore.domain.capabilities import Capability, Mode, default_capabilities
+from moncore.domain.capabilities import Capability, Mode, allows, default_capabilities
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller
 from moncore.domain.errors import CapabilityDisabled, NotFound, Unauthorized
+from moncore.domain.geo import check_tenant_jurisdictions
 from moncore.domain.ids import new_id
+from moncore.domain.limits import check_overrides
+from moncore.store import audit as audit_store
 from moncore.store import tenancy as store
 from moncore.store.models import CredentialItem, TenantItem, plain_map
 from moncore.store.secrets import secret_bytes
@@ -26,9 +29,10 @@ from moncore.tenancy.keys import IssuedKey
 ADMIN_ROLES = ("viewer", "compliance_officer", "operator", "admin")
 DEFAULT_OPEN_BANKING_PROVIDER = "sandbox_open_banking"
 DEFAULT_FX_PROVIDER = "sandbox_fx"
-# Tenant configuration changes rarely and is re-read at most this often per container; a capability switched off
-# takes effect within this window (plus the authorizer cache TTL for keys).
-_TENANT_CACHE_S = 15.0
+# Tenant configuration changes rarely and is re-read at most every settings().tenant_cache_seconds (stack parameter
+# TenantConfigCacheSeconds, 15 s by default) per container: a capability switched off takes effect within that window
+# (plus the authorizer cache TTL for keys). Freezes are never cached: they are conditions of the posting itself.
+SHADOW_GATE_ACTOR = "system:capability-gate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class TenantConfig:
     status: str
     created_at: str
     fx_provider: str = DEFAULT_FX_PROVIDER
+    # Overrides of the default KYC tier limits, {tier: {currency: {..._minor: int | None}}} (moncore.domain.limits).
+    tier_limits: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +64,7 @@ class TenantConfig:
             "capabilities": dict(self.capabilities),
             "open_banking_provider": self.open_banking_provider,
             "fx_provider": self.fx_provider,
+            "tier_limits": self.tier_limits,
             "status": self.status,
             "created_at": self.created_at,
         }
@@ -68,7 +75,16 @@ class TenancyService:
     _cache_lock = threading.Lock()
 
     # ---- tenants
-    def create_tenant(self, caller: Caller, *, name: str, jurisdictions: list[str]) -> TenantConfig:
+    def create_tenant(
+        self,
+        caller: Caller,
+        *,
+        name: str,
+        jurisdictions: list[str],
+        tier_limits: dict[str, Any] | None = None,
+    ) -> TenantConfig:
+        check_tenant_jurisdictions(jurisdictions)  # never a FATF call-for-action country
+        overrides = check_overrides(tier_limits)
         item = TenantItem(
             new_id("ten"),
             name=name,
@@ -76,6 +92,7 @@ class TenancyService:
             capabilities=default_capabilities(),
             open_banking_provider=DEFAULT_OPEN_BANKING_PROVIDER,
             fx_provider=DEFAULT_FX_PROVIDER,
+            tier_limits=overrides or None,
             status="ACTIVE",
             created_at=now_rfc3339(),
             created_by=caller.actor,
@@ -101,23 +118,49 @@ class TenancyService:
         return _to_config(item)
 
     def tenant_config(self, tenant_id: str) -> TenantConfig:
-        """Cached read for the hot path (see _TENANT_CACHE_S)."""
+        """Cached read for the hot path (see settings().tenant_cache_seconds)."""
         now = time.monotonic()
         with self._cache_lock:
             hit = self._cache.get(tenant_id)
-        if hit and now - hit[0] < _TENANT_CACHE_S:
+        if hit and now - hit[0] < settings().tenant_cache_seconds:
             return hit[1]
         config = self.get_tenant(tenant_id)
         with self._cache_lock:
             self._cache[tenant_id] = (now, config)
         return config
 
-    def require_capability(self, tenant_id: str, capability: Capability) -> dict[str, str]:
-        """The gating decision recorded with a posting; CapabilityDisabled unless the capability is live."""
+    def forget(self, tenant_id: str) -> None:
+        """Drop this container's cached configuration of the tenant (after a change made here)."""
+        with self._cache_lock:
+            self._cache.pop(tenant_id, None)
+
+    def require_capability(
+        self, tenant_id: str, capability: Capability, caller: Caller | None = None
+    ) -> dict[str, str]:
+        """The gating decision recorded with a posting; CapabilityDisabled unless the capability is live.
+
+        In shadow mode the refusal is also recorded as an audit event `capability.shadow_decision` (who asked for
+        what, under which correlation id), so a tenant's traffic can be observed before the capability goes live;
+        nothing is created or posted (docs/capabilities-and-freezes.md)."""
         mode = self.tenant_config(tenant_id).capabilities.get(capability.value, Mode.DISABLED.value)
-        if mode != Mode.LIVE.value:
-            raise CapabilityDisabled(f"capability '{capability.value}' is {mode} for this tenant")
-        return {"capability": capability.value, "mode": mode}
+        if allows(mode):
+            return {"capability": capability.value, "mode": mode}
+        if mode == Mode.SHADOW.value:
+            audit_store.append(
+                audit_event(
+                    tenant_id=tenant_id,
+                    action="capability.shadow_decision",
+                    actor=caller.actor if caller else SHADOW_GATE_ACTOR,
+                    correlation_id=caller.correlation_id if caller else "",
+                    subject_id=capability.value,
+                    payload={"capability": capability.value, "mode": mode, "decision": "refused", "posted": False},
+                )
+            )
+            raise CapabilityDisabled(
+                f"capability '{capability.value}' is in shadow mode for this tenant: the request was recorded, "
+                "nothing was created or posted"
+            )
+        raise CapabilityDisabled(f"capability '{capability.value}' is {mode} for this tenant")
 
     # ---- keys
     def issue_tenant_key(self, caller: Caller, tenant_id: str) -> IssuedKey:
@@ -238,4 +281,5 @@ def _to_config(item: TenantItem) -> TenantConfig:
         fx_provider=item.fx_provider,
         status=item.status,
         created_at=item.created_at,
+        tier_limits=dict(item.tier_limits or {}),
     )

@@ -1,0 +1,1 @@
+"""Embedded compliance: screening, limits, AML rules, cases."""
