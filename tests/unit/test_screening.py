@@ -348,3 +348,21 @@ def test_pair_scores(engine: ScreeningEngine, one: str, other: str, low: float, 
 
 def test_loading_twice_gives_the_same_entries() -> None:
     assert load_lists(sanctions_dir())[:50] == list(default_engine().index.entries[:50])
+
+
+def test_the_bundled_lists_are_an_exact_copy_of_the_shared_reference_data() -> None:
+    """The layer ships a snapshot of ../shared/data/sanctions; it must never drift from (or edit) the original."""
+    import hashlib
+    from pathlib import Path
+
+    from moncore.compliance.screening.lists import BUNDLED_DIR, LIST_FILES
+
+    shared = next(
+        (p / "shared" / "data" / "sanctions" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
+        None,
+    )
+    for name in LIST_FILES:
+        bundled = (BUNDLED_DIR / name).read_bytes()
+        assert bundled, name
+        if shared is not None:
+            assert hashlib.sha256(bundled).digest() == hashlib.sha256((shared / name).read_bytes()).digest(), name

@@ -124,9 +124,12 @@ class Watchlist:
         return cls(name=name, entries=tuple(entries))
 
 
+BUNDLED_DIR = Path(__file__).resolve().parent / "data"  # the snapshot shipped in the layer (see its README)
+
+
 def sanctions_dir() -> Path:
     """MONCORE_SANCTIONS_DIR (settings().sanctions_dir) if set, else `shared/data/sanctions` beside the nearest
-    ancestor of this file that has one."""
+    ancestor of this file that has one (the workspace's reference data), else the snapshot bundled in the layer."""
     configured = settings().sanctions_dir
     if configured:
         return Path(configured)
@@ -134,6 +137,8 @@ def sanctions_dir() -> Path:
         candidate = ancestor / "shared" / "data" / "sanctions"
         if candidate.is_dir():
             return candidate
+    if BUNDLED_DIR.is_dir():
+        return BUNDLED_DIR
     raise ListsNotFound(f"no sanctions lists found; set {SANCTIONS_DIR_ENV} to the folder holding {LIST_FILES}")
 
 
