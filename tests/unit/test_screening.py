@@ -26,10 +26,8 @@ from moncore.compliance.screening import (
 )
 from moncore.compliance.screening.index import ScreeningIndex
 from moncore.compliance.screening.lists import (
-    ListsNotFound,
     WatchlistEntry,
     country_code,
-    list_files,
     load_lists,
     sanctions_dir,
 )
@@ -139,18 +137,20 @@ def test_country_names_as_the_lists_write_them(name: str, code: str | None) -> N
 
 
 def test_sanctions_dir_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from moncore.config import settings
+    # Through the module as imported now: the local stack fixtures may have re-imported moncore in this process, and
+    # the settings cache to clear is the one the lists module reads.
+    from moncore.compliance.screening import lists
 
-    assert list_files(sanctions_dir())  # found beside the repo by default
+    assert lists.list_files(lists.sanctions_dir())  # the shared reference data, or the snapshot bundled in the layer
     monkeypatch.setenv("MONCORE_SANCTIONS_DIR", str(tmp_path))
-    settings.cache_clear()
+    lists.settings.cache_clear()
     try:
-        assert sanctions_dir() == tmp_path
-        with pytest.raises(ListsNotFound):
-            list_files(sanctions_dir())
+        assert lists.sanctions_dir() == tmp_path
+        with pytest.raises(lists.ListsNotFound):
+            lists.list_files(lists.sanctions_dir())
     finally:
         monkeypatch.delenv("MONCORE_SANCTIONS_DIR")
-        settings.cache_clear()
+        lists.settings.cache_clear()
 
 
 # ---- listed people and entities are found
