@@ -50,7 +50,7 @@ from moncore.domain.transactions import (
 )
 from moncore.ledger import views
 from moncore.ledger.directory import DIRECTORY
-from moncore.ledger.service import new_transaction, posting_audit
+from moncore.ledger.service import new_transaction, posting_audit, replay_from_ledger
 from moncore.store import ledger as ledger_store
 from moncore.store.models import GuardItem, LedgerItem, tenant_key
 
@@ -151,8 +151,6 @@ class LifecycleService:
             return Result(views.transaction_view(_load(tenant_id, reversal_id)))
         else:
             raise ConcurrencyConflict("the transaction is busy; nothing was posted, retry with the same key")
-        from moncore.ledger.service import replay_from_ledger  # noqa: PLC0415 - only on the replay path
-
         return replay_from_ledger(caller, request, reversal_id)
 
     # ---------------------------------------------------------------- scheduled
