@@ -8,16 +8,14 @@ before it) in the same transaction as the tenant's capability update.
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from pynamodb.expressions.condition import Condition
 
 from moncore.domain.audit import AuditEvent
 from moncore.domain.capabilities import RequestStatus
-from moncore.domain.errors import NotFound, ValidationFailed
+from moncore.domain.errors import NotFound
+from moncore.store import cursors
 from moncore.store.audit import append_condition, audit_item
 from moncore.store.models import ApprovalItem, TenantItem
 from moncore.store.transact import ConditionFailed, TxBuilder
@@ -117,7 +115,7 @@ def list_requests(
 ) -> tuple[list[ApprovalItem], str | None]:
     """The tenant's capability requests, newest first; `status` as answered (PENDING = approvable now, EXPIRED =
     pending past its expiry). Pages may be short when filtered; follow next_cursor until it is null."""
-    start = _decode_cursor(cursor, tenant_id) if cursor else None
+    start = cursors.decode(cursor, names=("pk", "sk"), scope_name="pk", scope_value=tenant_id) if cursor else None
     result = ApprovalItem.query(
         tenant_id,
         ApprovalItem.sk.startswith(f"{CAPABILITY_KIND}#"),
@@ -129,7 +127,7 @@ def list_requests(
     )
     items = list(result)
     last = result.last_evaluated_key
-    return items, (_encode_cursor(last) if last else None)
+    return items, (cursors.encode(last) if last else None)
 
 
 # ---------------------------------------------------------------- helpers
@@ -167,20 +165,3 @@ def _status_filter(status: str | None, now: str) -> Condition | None:
     elif status is not None:
         condition = ApprovalItem.status == status
     return condition
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, tenant_id: str) -> dict[str, Any]:
-    """A cursor is only valid for the tenant it was issued for; anything else is a 422, not a 5xx."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
-        if set(key) != {"pk", "sk"} or key["pk"]["S"] != tenant_id or not isinstance(key["sk"]["S"], str):
-            raise ValueError("cursor belongs to another listing")
-        return dict(key)
-    except (ValueError, KeyError, TypeError):
-        raise ValidationFailed(
-            "cursor is not valid for this listing", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
-        ) from None

@@ -3,15 +3,13 @@ case never changes without its audit trail and two officers acting at once canno
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
-from typing import Any
 
 from pynamodb.expressions.update import Action
 
 from moncore.domain.audit import AuditEvent
-from moncore.domain.errors import AlreadyExists, ConcurrencyConflict, ValidationFailed
+from moncore.domain.errors import AlreadyExists, ConcurrencyConflict
+from moncore.store import cursors
 from moncore.store.audit import append_condition, audit_item
 from moncore.store.models import CaseItem
 from moncore.store.transact import ConditionFailed, TxBuilder
@@ -52,27 +50,15 @@ def get(case_id: str) -> CaseItem | None:
 def list_for_tenant(
     tenant_id: str, *, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[CaseItem], str | None]:
-    start = _decode(cursor, tenant_id) if cursor else None
+    start = (
+        cursors.decode(cursor, names=("pk", "tenant_id", "created_at"), scope_name="tenant_id", scope_value=tenant_id)
+        if cursor
+        else None
+    )
     condition = None if status is None else CaseItem.status == status
     result = CaseItem.by_tenant.query(
         tenant_id, filter_condition=condition, limit=limit, last_evaluated_key=start, scan_index_forward=False
     )
     items = list(result)
     last = result.last_evaluated_key
-    return items, (_encode(last) if last else None)  # a filtered page may be short and still not the last
-
-
-def _encode(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str, tenant_id: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
-        if set(key) != {"pk", "tenant_id", "created_at"} or key["tenant_id"]["S"] != tenant_id:
-            raise ValueError("cursor belongs to another listing")
-        return dict(key)
-    except (ValueError, KeyError, TypeError):
-        raise ValidationFailed(
-            "cursor is not valid for this listing", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
-        ) from None
+    return items, (cursors.encode(last) if last else None)  # a filtered page may be short and still not the last

@@ -17,8 +17,6 @@ Conditions (each one the last line of defence for an invariant):
 
 from __future__ import annotations
 
-import base64
-import json
 import random
 import uuid
 from collections.abc import Iterable
@@ -36,14 +34,12 @@ from moncore.domain.errors import (
     InsufficientFunds,
     InvariantViolation,
     NotFound,
-    ValidationFailed,
 )
 from moncore.domain.lifecycle import TxnState
 from moncore.domain.limits import BalanceCap, CounterCharge
 from moncore.domain.money import stored_minor
 from moncore.domain.transactions import (
     AccountKind,
-    AccountRef,
     BalanceChange,
     Event,
     Leg,
@@ -53,6 +49,7 @@ from moncore.domain.transactions import (
     balance_changes,
     check_zero_sum,
 )
+from moncore.store import cursors
 from moncore.store.accounts import find_account_item, find_user_item
 from moncore.store.audit import append_condition, audit_item
 from moncore.store.balances import balance_key, shard_balances
@@ -69,6 +66,7 @@ from moncore.store.models import (
 from moncore.store.transact import ConditionFailed, TxBuilder
 
 HEADER_SK = "TXN"
+_ENTRY_KEY = ("account_pk", "entry_sk", "pk", "sk")  # a by_account page key
 EVENT_PREFIX = "EVT#"
 LEG_PREFIX = "LEG#"
 
@@ -489,14 +487,16 @@ def list_entries(
 ) -> tuple[list[StoredEntry], str | None]:
     """Entries of the account in recorded order; with `as_of` (normalised RFC 3339) only those recorded by then."""
     account_pk = tenant_key(tenant_id, account_id)
-    start = _decode_cursor(cursor, account_pk) if cursor else None
+    start = (
+        cursors.decode(cursor, names=_ENTRY_KEY, scope_name="account_pk", scope_value=account_pk) if cursor else None
+    )
     condition = None if as_of is None else LedgerItem.entry_sk <= f"{as_of}#~"  # "~" sorts after every id char
     result = LedgerItem.by_account.query(
         account_pk, condition, limit=limit, last_evaluated_key=start, scan_index_forward=True
     )
     entries = [stored_entry(item) for item in result]
     last = result.last_evaluated_key
-    return entries, (_encode_cursor(last) if last and len(entries) == limit else None)
+    return entries, (cursors.encode(last) if last and len(entries) == limit else None)
 
 
 def account_entries(
@@ -536,34 +536,3 @@ def due_holds(tenant_id: str, now: str, *, limit: int = 100) -> list[HoldItem]:
     """Open holds of the tenant whose expiry is at or before `now`, soonest first."""
     condition = HoldItem.hold_expires_at <= now
     return list(HoldItem.open_by_expiry.query(tenant_id, condition, limit=limit))
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, account_pk: str) -> dict[str, Any]:
-    """A cursor is only valid for the account (and tenant) it was issued for; anything else is a 422, not a 5xx."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if key["account_pk"]["S"] != account_pk or set(key) != {"account_pk", "entry_sk", "pk", "sk"}:
-            raise ValueError("cursor belongs to another listing")
-        for name in ("entry_sk", "pk", "sk"):
-            if not isinstance(key[name]["S"], str):
-                raise ValueError("malformed cursor")
-        return dict(key)
-    except (ValueError, KeyError, TypeError):
-        raise ValidationFailed(
-            "cursor is not valid for this listing", errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}]
-        ) from None
-
-
-def account_ref_of_leg(item: LedgerItem, shards: int = 1) -> AccountRef:
-    return AccountRef(
-        account_id=item.account_id or "",
-        currency=item.currency or "",
-        kind=AccountKind(item.account_kind or AccountKind.USER.value),
-        user_id=item.user_id,
-        shards=shards,
-    )
