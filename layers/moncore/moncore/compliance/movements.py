@@ -1,7 +1,7 @@
 """Compliance checks of a money movement before it is posted: geo restrictions and KYC tier limits (DESIGN.md section
 6; docs/limits-and-geo.md).
 
-`MovementChecks.decide` reads the users whose accounts move (one GetItem each) and the tenant configuration (cached),
+`MovementChecks.decide` reads the users whose accounts move (one BatchGetItem) and the tenant configuration (cached),
 then
 - checks every involved user's country against the tenant's jurisdictions and the FATF list (GeoBlocked);
 - for the debited user (an outgoing movement): resolves its tier's limits in the account's currency and checks the
@@ -37,7 +37,7 @@ from moncore.domain.limits import (
 )
 from moncore.domain.transactions import AccountKind, AccountRef
 from moncore.store import audit as audit_store
-from moncore.store.accounts import find_user_item
+from moncore.store.accounts import find_user_items
 from moncore.store.balances import read_balance
 from moncore.store.models import UserItem
 from moncore.tenancy.service import TenancyService
@@ -84,7 +84,7 @@ class MovementChecks:
         if payer and payee and (payer.user_id, payer.currency) == (payee.user_id, payee.currency):
             payer = None  # the money stays with its owner in the same currency
         config = self._tenancy.tenant_config(tenant_id)
-        users = {ref.user_id: _user(tenant_id, ref) for ref in (debit, credit) if ref and ref.kind is AccountKind.USER}
+        users = _users(tenant_id, [ref for ref in (debit, credit) if ref and ref.kind is AccountKind.USER])
         checks: list[dict[str, Any]] = []
         outgoing: tuple[tuple[str, TierLimits, int], ...] = ()
         caps: tuple[BalanceCap, ...] = ()
@@ -158,8 +158,10 @@ def audit_refusal(caller: Caller, refused: DomainError, *, subject_id: str, cont
     )
 
 
-def _user(tenant_id: str, account: AccountRef) -> UserItem:
-    found = find_user_item(tenant_id, account.user_id or "")
-    if found is None:
-        raise NotFound(f"the user of account {account.account_id} was not found")
-    return found
+def _users(tenant_id: str, accounts: list[AccountRef]) -> dict[str | None, UserItem]:
+    """The users of `accounts`, read together (one BatchGetItem on the posting path, not one GetItem each)."""
+    found = find_user_items(tenant_id, [account.user_id or "" for account in accounts])
+    for account in accounts:
+        if account.user_id not in found:
+            raise NotFound(f"the user of account {account.account_id} was not found")
+    return {account.user_id: found[account.user_id or ""] for account in accounts}

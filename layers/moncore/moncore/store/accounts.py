@@ -38,6 +38,12 @@ def find_user_item(tenant_id: str, user_id: str) -> UserItem | None:
         return None
 
 
+def find_user_items(tenant_id: str, user_ids: list[str]) -> dict[str, UserItem]:
+    """The given users of this tenant in one consistent BatchGetItem; missing ones are absent from the answer."""
+    keys = [tenant_key(tenant_id, user_id) for user_id in dict.fromkeys(user_ids)]
+    return {item.id: item for item in UserItem.batch_get(keys, consistent_read=True)}
+
+
 def user_id_for_external_ref(tenant_id: str, external_ref: str) -> str | None:
     try:
         return GuardItem.get(tenant_key(tenant_id, "user_ref", external_ref), consistent_read=True).owner_id
