@@ -7,18 +7,24 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.compliance import aml
 from moncore.compliance.cases import CaseService
 from moncore.compliance.freezes import FreezeService
+from moncore.compliance.kyc import KycService
+from moncore.compliance.screening.watchlists import WatchlistService
 from moncore.domain.cases import CASE_WORKERS
 from moncore.domain.context import Result
 from moncore.http.resolver import admin_caller, handle, idempotent, make_app
 from moncore.http.schemas import (
+    AddWatchlistEntry,
     AssignCase,
     CaseNote,
     ChangeCapability,
+    ChangeTenantConfig,
     CreateTenant,
     DecideCase,
     Decision,
+    DowngradeTier,
     Empty,
     EscalateCase,
     Id,
@@ -35,10 +41,12 @@ tenancy = TenancyService()
 cases = CaseService()
 capabilities = CapabilityService(tenancy)
 freezes = FreezeService()
+kyc = KycService(tenancy, cases)
+watchlists = WatchlistService()
 app.configure_openapi(
     title="MonCore admin API",
     version="1.0.0",
-    description="Admin plane: tenants, API keys, capabilities (four-eyes), freezes, cases.",
+    description="Admin plane: tenants, API keys, capabilities (four-eyes), freezes, cases, screening watchlists.",
 )
 
 PathId = Annotated[Id, Path()]
@@ -46,6 +54,7 @@ MANAGERS = ("admin", "operator")
 APPROVERS = ("admin",)  # a change to live: requested by a manager, approved by another admin (four-eyes)
 FREEZERS = ("compliance_officer", "operator", "admin")
 UNFREEZERS = ("compliance_officer", "admin")  # lifting a freeze is a compliance decision, not an operation
+WATCHLIST_KEEPERS = ("compliance_officer", "admin")  # tenants' sanctions watchlists are compliance data
 
 
 @app.get("/admin/v1/openapi.json")
@@ -63,6 +72,14 @@ def create_tenant(body: CreateTenant) -> Response[str]:
 def get_tenant(tenant_id: PathId) -> dict[str, Any]:
     admin_caller(app)
     return tenancy.get_tenant(tenant_id).to_dict()
+
+
+@app.patch("/admin/v1/tenants/<tenant_id>/config")
+def change_tenant_config(tenant_id: PathId, body: ChangeTenantConfig) -> dict[str, Any]:
+    """Tier limit overrides and jurisdictions (role admin), validated like at creation and audited; naturally
+    idempotent (the same change again changes nothing), so no Idempotency-Key."""
+    who = admin_caller(app, "admin")
+    return tenancy.change_config(who, tenant_id, **body.model_dump(exclude_unset=True))
 
 
 @app.post("/admin/v1/tenants/<tenant_id>/api-keys")
@@ -91,6 +108,19 @@ def list_cases(
 ) -> dict[str, Any]:
     admin_caller(app)
     return cases.list_cases(tenant_id, status=status, limit=limit, cursor=cursor)
+
+
+@app.get("/admin/v1/aml-events")
+def list_aml_events(
+    tenant_id: Annotated[Id, Query()],
+    subject_id: Annotated[Id | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    admin_caller(app, *CASE_WORKERS)
+    if subject_id is not None:
+        return {"items": aml.events_of(tenant_id, subject_id), "next_cursor": None}
+    return aml.list_events(tenant_id, limit=limit, cursor=cursor)
 
 
 @app.get("/admin/v1/cases/<case_id>")
@@ -156,6 +186,29 @@ def approve_capability_request(tenant_id: PathId, request_id: PathId, body: Deci
 @app.post("/admin/v1/tenants/<tenant_id>/capability-requests/<request_id>/reject")
 def reject_capability_request(tenant_id: PathId, request_id: PathId, body: Decision) -> dict[str, Any]:
     return capabilities.reject(admin_caller(app, *MANAGERS), tenant_id, request_id, reason=body.reason)
+
+
+@app.post("/admin/v1/tenants/<tenant_id>/watchlist")
+def add_watchlist_entry(tenant_id: PathId, body: AddWatchlistEntry) -> Response[str]:
+    who = admin_caller(app, *WATCHLIST_KEEPERS)
+    return idempotent(app, who, lambda req: watchlists.add_entry(who, req, tenant_id, **body.model_dump()))
+
+
+@app.get("/admin/v1/tenants/<tenant_id>/watchlist")
+def list_watchlist(tenant_id: PathId, include_inactive: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    admin_caller(app, *WATCHLIST_KEEPERS)
+    return watchlists.list_entries(tenant_id, include_inactive=include_inactive)
+
+
+@app.post("/admin/v1/tenants/<tenant_id>/watchlist/<entry_id>/deactivate")
+def deactivate_watchlist_entry(tenant_id: PathId, entry_id: PathId, body: StatusReason) -> dict[str, Any]:
+    return watchlists.deactivate(admin_caller(app, *WATCHLIST_KEEPERS), tenant_id, entry_id, reason=body.reason)
+
+
+@app.post("/admin/v1/users/<tenant_id>/<user_id>/tier")
+def downgrade_tier(tenant_id: PathId, user_id: PathId, body: DowngradeTier) -> dict[str, Any]:
+    """Lower a user's tier, audited; 409 if it is not lower than the current one (docs/kyc.md)."""
+    return kyc.downgrade(admin_caller(app, *CASE_WORKERS), tenant_id, user_id, tier=body.tier, reason=body.reason)
 
 
 @app.post("/admin/v1/users/<tenant_id>/<user_id>/freeze")

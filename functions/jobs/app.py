@@ -1,5 +1,6 @@
-"""Scheduled jobs (EventBridge Scheduler): {"job": "expire_holds" | "snapshot" | "rebuild_verify" | "rebuild_restore",
-"tenant_id"?: str, "date"?: "YYYY-MM-DD"}. Without tenant_id the job runs for every tenant. One kernel call."""
+"""Scheduled jobs (EventBridge Scheduler): {"job": "expire_holds" | "snapshot" | "rebuild_verify" | "rebuild_restore" |
+"rescreen" | "tier_enforcement", "tenant_id"?: str, "date"?: "YYYY-MM-DD"}. Without tenant_id the job runs for every
+tenant. One kernel call."""
 
 from typing import Any
 

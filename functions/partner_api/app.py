@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.compliance.kyc import KycService
 from moncore.compliance.screening.service import ScreeningService
 from moncore.domain.clock import parse_instant
 from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
@@ -20,9 +21,10 @@ from moncore.http.schemas import (
     Id,
     Reverse,
     ScreeningCheck,
+    StartKycCheck,
     Void,
 )
-from moncore.ledger.exposure import tenant_exposure
+from moncore.ledger.exposure import tenant_exposure, user_exposure
 from moncore.ledger.fx import FxService
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.service import LedgerService
@@ -33,6 +35,7 @@ ledger = LedgerService()
 lifecycle = LifecycleService()
 fx = FxService()
 screening = ScreeningService()
+kyc = KycService()
 app.configure_openapi(
     title="MonCore partner API",
     version="1.0.0",
@@ -62,6 +65,18 @@ def create_user(body: CreateUser) -> Response[str]:
 @app.get("/v1/users/<user_id>")
 def get_user(user_id: PathId) -> dict[str, Any]:
     return ledger.get_user(tenant_caller(app), user_id)
+
+
+@app.post("/v1/users/<user_id>/kyc-checks")
+def start_kyc_check(user_id: PathId, body: StartKycCheck) -> Response[str]:
+    """202: the check is pending at the provider; its result arrives by webhook and the kernel decides the tier."""
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: kyc.start_check(who, req, user_id, level=body.level), status=202)
+
+
+@app.get("/v1/users/<user_id>/kyc-checks/<check_id>")
+def get_kyc_check(user_id: PathId, check_id: PathId) -> dict[str, Any]:
+    return kyc.get_check(tenant_caller(app), user_id, check_id)
 
 
 @app.post("/v1/accounts")
@@ -121,6 +136,11 @@ def void(txn_id: PathId, body: Void) -> Response[str]:
 def reverse(txn_id: PathId, body: Reverse) -> Response[str]:
     who = tenant_caller(app)
     return idempotent(app, who, lambda req: lifecycle.reverse(who, req, txn_id, **body.model_dump()))
+
+
+@app.get("/v1/users/<user_id>/exposure")
+def get_user_exposure(user_id: PathId) -> dict[str, Any]:
+    return user_exposure(tenant_caller(app).require_tenant(), user_id)
 
 
 @app.get("/v1/tenant/exposure")

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.infrastructure, pytest.mark.xdist_group("infrastructur
 
 Template = dict[str, Any]
 
-APPEND_ONLY_TABLES = ("LedgerTable", "GuardsTable", "AuditTable", "ExceptionsTable")
+APPEND_ONLY_TABLES = ("LedgerTable", "GuardsTable", "AuditTable", "ExceptionsTable", "AmlEventsTable")
 # Every function role must carry an explicit Deny of these on the append-only tables (DESIGN.md invariant 3).
 REQUIRED_DENY_ACTIONS = ("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 # No Allow may grant any of these on an append-only table (PartiQL UPDATE/DELETE are the same writes by another API).
@@ -61,6 +61,10 @@ NAME_PROPERTIES = frozenset(
 API_ID = "MonCoreApi"
 ROUTE_PREFIXES = ("/v1/", "/admin/v1/")
 PUBLIC_PATHS = frozenset({"/health", "/v1/openapi.json", "/admin/v1/openapi.json", "/docs"})
+# Provider webhooks carry no API key (Authorizer NONE): each delivery is authenticated by its HMAC signature in the
+# handler. Only the dedicated webhooks function, whose role reaches no ledger or balance, may serve them.
+WEBHOOK_PREFIX = "/v1/webhooks/"
+WEBHOOK_FUNCTIONS = frozenset({"WebhooksFunction"})
 AUTHORIZER_FUNCTIONS = {"TenantAuthorizer": "TenantAuthorizerFunction", "AdminAuthorizer": "AdminAuthorizerFunction"}
 
 
@@ -490,7 +494,13 @@ def route_violations(template: Template) -> list[str]:
             ):
                 problems.append(f"{where}: path {path} is outside /v1/, /admin/v1/ and /health")
             authorizer = (props.get("Auth") or {}).get("Authorizer")
+            if path.startswith(WEBHOOK_PREFIX) != (lid in WEBHOOK_FUNCTIONS):
+                problems.append(
+                    f"{where}: {path}: webhook paths belong to {sorted(WEBHOOK_FUNCTIONS)} only, and only them"
+                )
             if authorizer == "NONE":
+                if path.startswith(WEBHOOK_PREFIX) and lid in WEBHOOK_FUNCTIONS:
+                    continue
                 if path not in PUBLIC_PATHS:
                     problems.append(
                         f"{where}: {path} is public (Authorizer NONE) but not one of {sorted(PUBLIC_PATHS)}"
@@ -781,6 +791,14 @@ MUTATIONS: dict[str, tuple[str, Callable[[Template], None]]] = {
     "tenant_route_with_admin_authorizer": (
         "routes",
         lambda t: _event(t, "PartnerApiFunction", "GetUser").update(Auth={"Authorizer": "AdminAuthorizer"}),
+    ),
+    "webhook_route_on_the_partner_function": (
+        "routes",
+        lambda t: _event(t, "PartnerApiFunction", "CreateUser").update(Path="/v1/webhooks/kyc/{provider}"),
+    ),
+    "partner_route_on_the_webhooks_function": (
+        "routes",
+        lambda t: _event(t, "WebhooksFunction", "KycWebhook").update(Path="/v1/users/{user_id}"),
     ),
     "route_on_implicit_api": ("routes", lambda t: _event(t, "PartnerApiFunction", "GetAccount").pop("RestApiId")),
     "default_authorizer_removed": (

@@ -32,6 +32,7 @@ INTEGRATION_PARAMETERS = {
     "EnvironmentName": "sandbox",
     "AuthorizerCacheTtlSeconds": "0",
     "TenantConfigCacheSeconds": "0",
+    "WebhookSecretCacheSeconds": "0",  # a rotated webhook secret applies to the very next delivery
 }
 
 

@@ -103,11 +103,14 @@ def test_wiped_derived_tables_are_restored_and_the_api_answers_exactly_as_before
 
     clean = service.run(tenant_id, "verify", now=now)
     assert clean.mismatches == []
+    counters = [i for i in table_items("MONCORE_COUNTERS_TABLE") if i["pk"].startswith(f"{tenant_id}#user#")]
     assert clean.checked == {
         "balance": len(stored_before["MONCORE_BALANCES_TABLE"]),
         "hold": 3,
         "snapshot": len(stored_before["MONCORE_SNAPSHOTS_TABLE"]),
+        "counter": len(counters),  # tier-limit day and month counters of the payers (tests/integration/test_kyc.py)
     }
+    assert counters
     assert [r["sk"] for r in run_records(tenant_id, clean.run_id)] == ["RUN"]
 
     # One corrupted balance item: exactly that mismatch, as one exception record.
@@ -152,7 +155,7 @@ def posting_during_the_run(post: Any) -> Any:
     class PostingAfterTheLedgerRead(Derivation):
         kind = "posting"
 
-        def stored(self, tenant_id: str, accounts: Sequence[Any]) -> dict[str, Derived]:
+        def stored(self, tenant_id: str, accounts: Sequence[Any], now: str) -> dict[str, Derived]:
             return {}
 
         def expected(self, ledger: TenantLedger) -> dict[str, Derived]:

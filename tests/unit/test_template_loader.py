@@ -123,6 +123,7 @@ def _real_ctx(template_path: Path) -> tuple[dict[str, Any], ResolveContext]:
         if resource["Type"] == "AWS::DynamoDB::Table":
             ctx.refs[logical_id] = resolve(resource["Properties"]["TableName"], ctx)
     ctx.refs.update({"ApiKeyPepperSecret": "secret-arn", "EvidenceBucket": "bucket", "SigningKey": "key-id"})
+    ctx.refs["WebhookSigningSecrets"] = "webhook-secrets-arn"
     return template, ctx
 
 

@@ -4,7 +4,8 @@ moncore admin create-key --name NAME [--role admin]   issue an admin API key (op
 moncore money format AMOUNT_MINOR CURRENCY            render minor units as the API's decimal string
 moncore screening score NAME1 NAME2                   the screening engine's score (0..1) and explanation for a pair
 moncore jobs run JOB --tenant T [--date D]            run a scheduled job (expire_holds, snapshot, rebuild_verify,
-                                                      rebuild_restore) for one tenant; prints its report as JSON
+                                                      rebuild_restore, rescreen, tier_enforcement) for one tenant;
+                                                      prints its report as JSON
 
 Kernel commands use the stack's function environment variables (table names, endpoints). When they are not set, the
 environment the local stack (`make run`) wrote into its state file is used: $MONCORE_STATE_DIR/stack.json, else
@@ -119,7 +120,10 @@ def parser() -> argparse.ArgumentParser:
 
     jobs = commands.add_parser("jobs", help="scheduled jobs").add_subparsers(dest="action", required=True)
     run = jobs.add_parser("run", help="run a scheduled job for one tenant now")
-    run.add_argument("job", choices=["expire_holds", "snapshot", "rebuild_verify", "rebuild_restore"])
+    run.add_argument(
+        "job",
+        choices=["expire_holds", "snapshot", "rebuild_verify", "rebuild_restore", "rescreen", "tier_enforcement"],
+    )
     run.add_argument("--tenant", required=True, help="tenant id")
     run.add_argument("--date", help="snapshot day YYYY-MM-DD (default: the last closed UTC day)")
     run.add_argument("--stack-file", help="local stack state file (default $MONCORE_STATE_DIR/stack.json)")

@@ -21,21 +21,27 @@ class Settings:
     holds_table: str
     snapshots_table: str
     exceptions_table: str
+    aml_events_table: str
     provider_events_table: str
+    kyc_checks_table: str
+    webhook_events_table: str
     counters_table: str
     cases_table: str
+    screening_table: str
     ledger_table: str
     guards_table: str
     idempotency_table: str
     audit_table: str
     approvals_table: str
     api_key_pepper_secret: str
+    webhook_secrets_secret: str  # JSON {provider: secret | [newest, being retired]}
     evidence_bucket: str
     signing_key_id: str
     sanctions_dir: str  # folder of the screening lists; "" = found beside the repo (compliance/screening/lists.py)
     idempotency_ttl_seconds: int
     hot_account_shards: int
     tenant_cache_seconds: float
+    webhook_secret_cache_seconds: float
     region: str
 
 
@@ -54,20 +60,26 @@ def settings() -> Settings:
         holds_table=_env("MONCORE_HOLDS_TABLE", "moncore-holds"),
         snapshots_table=_env("MONCORE_SNAPSHOTS_TABLE", "moncore-snapshots"),
         exceptions_table=_env("MONCORE_EXCEPTIONS_TABLE", "moncore-exceptions"),
+        aml_events_table=_env("MONCORE_AML_EVENTS_TABLE", "moncore-aml-events"),
         provider_events_table=_env("MONCORE_PROVIDER_EVENTS_TABLE", "moncore-provider-events"),
+        kyc_checks_table=_env("MONCORE_KYC_CHECKS_TABLE", "moncore-kyc-checks"),
+        webhook_events_table=_env("MONCORE_WEBHOOK_EVENTS_TABLE", "moncore-webhook-events"),
         counters_table=_env("MONCORE_COUNTERS_TABLE", "moncore-counters"),
         cases_table=_env("MONCORE_CASES_TABLE", "moncore-cases"),
+        screening_table=_env("MONCORE_SCREENING_TABLE", "moncore-screening"),
         ledger_table=_env("MONCORE_LEDGER_TABLE", "moncore-ledger"),
         guards_table=_env("MONCORE_GUARDS_TABLE", "moncore-guards"),
         idempotency_table=_env("MONCORE_IDEMPOTENCY_TABLE", "moncore-idempotency"),
         audit_table=_env("MONCORE_AUDIT_TABLE", "moncore-audit"),
         approvals_table=_env("MONCORE_APPROVALS_TABLE", "moncore-approvals"),
         api_key_pepper_secret=_env("MONCORE_API_KEY_PEPPER_SECRET", "moncore-api-key-pepper"),
+        webhook_secrets_secret=_env("MONCORE_WEBHOOK_SECRETS", "moncore-webhook-signing-secrets"),
         evidence_bucket=_env("MONCORE_EVIDENCE_BUCKET", ""),
         signing_key_id=_env("MONCORE_SIGNING_KEY_ID", ""),
         sanctions_dir=_env("MONCORE_SANCTIONS_DIR", ""),
         idempotency_ttl_seconds=int(_env("MONCORE_IDEMPOTENCY_TTL_SECONDS", "86400")),
         hot_account_shards=int(_env("MONCORE_HOT_ACCOUNT_SHARDS", "1")),
         tenant_cache_seconds=float(_env("MONCORE_TENANT_CACHE_SECONDS", "15")),
+        webhook_secret_cache_seconds=float(_env("MONCORE_WEBHOOK_SECRET_CACHE_SECONDS", "300")),
         region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "eu-west-1")),
     )

@@ -3,8 +3,10 @@
 A decision closes the case and carries out its outcome first: `released` captures the held funds, `reversed` voids
 them (or reverses a settled payment) through the ledger's own lifecycle steps under an op id derived from the case,
 and `frozen` freezes the case's user; a retried decision therefore never moves money twice (the ledger step replays),
-then the case closes (conditional on its version). Every action writes its audit event in the same transaction as
-the case.
+then the case closes (conditional on its version). On a `screening_hit` case the decision also settles the user's
+screening status (compliance/screening/gate.py on_case_decided): `no_action` remembers the case's matches as false
+positives and clears the user, `frozen` and `reported` mark the user a confirmed match. Every action writes its
+audit event in the same transaction as the case.
 
 Errors: NotFound, Forbidden (role), InvalidStateTransition, ValidationFailed, ConcurrencyConflict (retryable), and
 the ledger's errors for money outcomes.
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from moncore.compliance.case_records import new_case
 from moncore.compliance.freezes import FreezeService
+from moncore.compliance.screening.gate import ScreeningGate, default_gate
 from moncore.domain.audit import audit_event
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.cases import (
@@ -41,9 +45,15 @@ from moncore.store.tenancy import find_tenant_item
 
 
 class CaseService:
-    def __init__(self, lifecycle: LifecycleService | None = None, freezes: FreezeService | None = None) -> None:
+    def __init__(
+        self,
+        lifecycle: LifecycleService | None = None,
+        freezes: FreezeService | None = None,
+        screening: ScreeningGate | None = None,
+    ) -> None:
         self._lifecycle = lifecycle or LifecycleService()
         self._freezes = freezes or FreezeService()
+        self._screening = screening or default_gate()
 
     def open_case(
         self,
@@ -64,24 +74,17 @@ class CaseService:
         if txn_id is not None and ledger_store.load_transaction(tenant_id, txn_id) is None:
             raise NotFound(f"transaction {txn_id} not found")
         case_id = derived_id("case", caller.tenant_id or "_admin", request.idempotency_key)
-        now = now_rfc3339()
-        item = CaseItem(
-            case_id,
-            id=case_id,
+        item, opened = new_case(
+            caller,
+            case_id=case_id,
             tenant_id=tenant_id,
-            kind=CaseKind(kind).value,
-            status=CaseStatus.OPEN.value,
+            kind=CaseKind(kind),
             reason=reason,
             subject_user_id=subject_user_id,
             txn_id=txn_id,
-            notes=[],
-            opened_by=caller.actor,
-            created_at=now,
-            updated_at=now,
-            version=0,
         )
         try:
-            case_store.create(item, self._audit(caller, item, "case.opened", {"reason": reason, "kind": kind}))
+            case_store.create(item, opened)
         except AlreadyExists:
             return Result(self.get_case(case_id), replayed=True)
         return Result(case_view(item))
@@ -128,6 +131,7 @@ class CaseService:
         moved = self._move_money(caller, item, decided, reason) if decided in MONEY_OUTCOMES else None
         if decided is CaseOutcome.FROZEN:
             moved = self._freeze_subject(caller, item, reason)
+        screened = self._screening.on_case_decided(caller, item, decided, reason)  # screening_hit cases only
         actions = [
             CaseItem.status.set(CaseStatus.CLOSED.value),
             CaseItem.outcome.set(decided.value),
@@ -135,6 +139,8 @@ class CaseService:
             CaseItem.decision_reason.set(reason),
         ]
         payload = {"outcome": decided.value, "reason": reason, "ledger": moved}
+        if screened is not None:
+            payload["screening"] = screened
         return self._change(caller, item, actions, "case.decided", payload)
 
     # ---------------------------------------------------------------- internals

@@ -33,6 +33,8 @@ class CaseKind(StrEnum):
     AML_REVIEW = "aml_review"
     SCREENING_HIT = "screening_hit"
     MANUAL = "manual"
+    KYC_REVIEW = "kyc_review"  # a KYC check referred by risk flags (pep, adverse media, ...): no upgrade meanwhile
+    TIER_LIMIT_EXCESS = "tier_limit_excess"  # a balance above the cap of the user's tier (the tier_enforcement job)
 
 
 MOVES: dict[CaseStatus, frozenset[CaseStatus]] = {

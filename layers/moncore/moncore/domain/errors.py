@@ -119,6 +119,19 @@ class GeoBlocked(ComplianceBlocked):
     title = "Geo Blocked"
 
 
+class InvalidSignature(DomainError):
+    """A webhook whose signature does not verify (or is outside the timestamp tolerance): never acted on, stored as a
+    rejected attempt (moncore.domain.webhooks)."""
+
+    code = "invalid_signature"
+    status = 401
+    title = "Invalid Signature"
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail, errors=[{"loc": ["header", "MonCore-Signature"], "msg": reason, "reason": reason}])
+        self.reason = reason
+
+
 class InvalidStateTransition(DomainError):
     """The transaction's lifecycle does not allow this step now (DESIGN.md invariant 9)."""
 

@@ -183,6 +183,29 @@ def outgoing_charges(
     return tuple(charges)
 
 
+def recorded_charges(record: Mapping[str, Any], recorded_at: str) -> tuple[CounterCharge, ...]:
+    """The counter charges a posting made, rebuilt from the `tier_limits` check it recorded (TierLimits.record() plus
+    user_id and amount_minor) and its recorded_at: one per window whose limit was not null. Nothing is re-checked:
+    this is what the ledger says was charged (the rebuild job's derivation of the counters)."""
+    charges = []
+    for kind, period, expires_at in _windows(recorded_at):
+        limit = record.get(LIMIT_FIELDS[kind])
+        if limit is not None:
+            charges.append(
+                CounterCharge(
+                    str(record["user_id"]),
+                    str(record["currency"]),
+                    kind,
+                    period,
+                    int(record["amount_minor"]),
+                    int(limit),
+                    str(record.get("tier", "")),
+                    expires_at,
+                )
+            )
+    return tuple(charges)
+
+
 def check_outgoing(limits: TierLimits, amount_minor: int) -> None:
     """LimitExceeded when the amount alone exceeds the per-transaction, daily or monthly limit. The per-transaction
     limit is only ever checked here (one request cannot race itself); the windows are checked here too because the

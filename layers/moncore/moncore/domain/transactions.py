@@ -23,6 +23,10 @@ from typing import Any
 
 from moncore.domain.errors import InvariantViolation
 
+# Captures whose first event holds the funds (AUTHORIZED) rather than settling them: a partner's manual capture,
+# and an AML review, which waits for a case decision and never expires on its own.
+HOLDING_CAPTURES = frozenset({"manual", "review"})
+
 
 class TxnType(StrEnum):
     FUNDING = "funding"
@@ -132,7 +136,7 @@ class Transaction:
     provider_ref: str | None = None
     compliance: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, str] = field(default_factory=dict)
-    capture: str = "auto"  # auto | manual
+    capture: str = "auto"  # auto | manual | review (held by an AML review until a case decides, docs/aml.md)
     hold_expires_at: str | None = None
     reverses_txn_id: str | None = None  # a REVERSAL points at the SETTLED transaction it corrects
     fx: dict[str, Any] | None = None

@@ -74,15 +74,22 @@ def make_app(logger: Logger) -> APIGatewayRestResolver:
 
 
 def handle(
-    app: APIGatewayRestResolver, logger: Logger, event: dict[str, Any], context: LambdaContext
+    app: APIGatewayRestResolver,
+    logger: Logger,
+    event: dict[str, Any],
+    context: LambdaContext,
+    *,
+    json_body: bool = True,
 ) -> dict[str, Any]:
-    """Lambda entry shared by HTTP functions: correlation id in, size check, resolve, correlation id out."""
+    """Lambda entry shared by HTTP functions: correlation id in, size check, resolve, correlation id out.
+    `json_body=False` (webhooks) hands any body to the route unparsed: a provider's delivery is verified and stored
+    as received, even when it is not JSON."""
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     sent = headers.get(CORRELATION_HEADER.lower())
     correlation_id = sent if isinstance(sent, str) and _CORRELATION_RE.match(sent) else str(uuid.uuid4())
     logger.thread_safe_append_keys(correlation_id=correlation_id)
     try:
-        refused = _refuse_body(event.get("body") or "", bool(event.get("isBase64Encoded")))
+        refused = _refuse_body(event.get("body") or "", bool(event.get("isBase64Encoded")), json_body=json_body)
         if refused is not None:
             result: dict[str, Any] = {
                 "statusCode": refused["status"],
@@ -102,12 +109,12 @@ def handle(
         logger.thread_safe_remove_keys(["correlation_id"])
 
 
-def _refuse_body(body: str, base64_encoded: bool) -> dict[str, Any] | None:
+def _refuse_body(body: str, base64_encoded: bool, *, json_body: bool = True) -> dict[str, Any] | None:
     """Problem for a body we will not hand to the resolver: too large, not UTF-8, not JSON, or nested so deep that a
     parser would blow its stack (checked here so such input is a 4xx, never a 5xx)."""
     if len(body) > MAX_BODY_BYTES * (4 / 3 if base64_encoded else 1):
         return problem_body(413, "payload_too_large", "Payload Too Large", f"The body exceeds {MAX_BODY_BYTES} bytes.")
-    if not body:
+    if not body or not json_body:
         return None
     try:
         text = base64.b64decode(body, validate=True).decode("utf-8") if base64_encoded else body

@@ -135,6 +135,29 @@ class CreateTenant(_Strict):
     )
 
 
+class ChangeTenantConfig(_Strict):
+    """PATCH /admin/v1/tenants/{id}/config: only the fields sent change. `tier_limits` replaces every override
+    (null or {}: back to the defaults); `jurisdictions` replaces the list."""
+
+    tier_limits: dict[TierName, CurrencyLimits] | None = Field(
+        default=None, description="All overrides per tier and currency (docs/limits-and-geo.md); null: defaults"
+    )
+    jurisdictions: Annotated[list[Country], Field(min_length=1, max_length=50)] | None = None
+
+
+class DowngradeTier(_Strict):
+    """POST /admin/v1/users/{tenant_id}/{user_id}/tier: lower a user's tier (it rises only through a KYC check)."""
+
+    tier: Literal["tier_0", "tier_1"]
+    reason: Text
+
+
+class StartKycCheck(_Strict):
+    """POST /v1/users/{id}/kyc-checks: verify the user for a tier with the tenant's KYC provider (docs/kyc.md)."""
+
+    level: Literal["tier_1", "tier_2"]
+
+
 class Empty(_Strict):
     pass
 
@@ -169,6 +192,21 @@ class Decision(_Strict):
 class StatusReason(_Strict):
     """POST .../freeze and .../unfreeze."""
 
+    reason: Text
+
+
+ListedName = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S", description="Not only spaces")]
+
+
+class AddWatchlistEntry(_Strict):
+    """POST /admin/v1/tenants/{id}/watchlist: a person or organisation the tenant screens its users and payees against
+    (docs/screening.md), with the reason it is listed."""
+
+    name: ListedName
+    aliases: Annotated[list[ListedName], Field(max_length=20)] = Field(default_factory=list)
+    party: Literal["individual", "entity"] = "individual"
+    country: Country | None = Field(default=None, description="Nationality (or country of an organisation)")
+    date_of_birth: Annotated[StrictStr, AfterValidator(_past_date)] | None = None
     reason: Text
 
 

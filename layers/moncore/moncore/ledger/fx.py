@@ -18,6 +18,7 @@ InsufficientFunds, IdempotencyKeyReused, ProviderUnavailable and ConcurrencyConf
 from __future__ import annotations
 
 from moncore.compliance.movements import MovementChecks
+from moncore.domain.aml import Operation
 from moncore.domain.capabilities import Capability
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, RequestIdentity, Result
@@ -107,6 +108,8 @@ class FxService:
             debit_minor=amount_minor,
             credit=target,
             credit_minor=conversion.target_amount_minor,
+            aml=Operation.FX_CONVERSION,
+            can_hold=False,  # a conversion is priced by a quote that expires: it cannot wait for a case
         )
         if decision is None:
             return replay_from_ledger(caller, request, txn_id)
@@ -129,6 +132,7 @@ class FxService:
             provider_ref=quote.quote_id,
             fx=conversion.attribution(),
             checks=decision.checks,
+            decision=decision,
         )
         event = first_event(caller, request, txn, EventKind.SETTLED, legs)
         guards = (f"fx_quote#{quote.provider}#{quote.quote_id}",)

@@ -4,6 +4,9 @@
     snapshot          end-of-day balance snapshots of `date` (default: the last closed UTC day; daily at 00:15 UTC)
     rebuild_verify    recompute every derived item from the ledger, record each mismatch (daily)
     rebuild_restore   the same, and rewrite the derived items from the ledger (disaster recovery; on demand)
+    rescreen          screen again every user whose sanctions lists version changed (docs/screening.md; daily)
+    tier_enforcement  expired KYC evidence -> tier_0; a case per user above their tier's cap (docs/kyc.md; daily)
+    aml_sweep         score every user's last 30 days with the sweep rules; a case per finding (docs/aml.md; daily)
 
 Each (tenant, job) run holds a lease (store/leases.py) so two runs never overlap: a run that finds the lease held
 answers `{"skipped": ...}` and changes nothing. Every run, skipped or not, writes one audit event `job.<name>` with a
@@ -21,6 +24,9 @@ import time
 import uuid
 from typing import Any
 
+from moncore.compliance.aml import sweep as aml_sweep
+from moncore.compliance.kyc import TierEnforcement
+from moncore.compliance.screening.gate import default_gate as default_screening_gate
 from moncore.domain.audit import audit_event
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.clock import now_rfc3339
@@ -33,7 +39,7 @@ from moncore.store import audit as audit_store
 from moncore.store import leases as lease_store
 from moncore.store import tenancy as tenancy_store
 
-JOBS = ("expire_holds", "snapshot", "rebuild_verify", "rebuild_restore")
+JOBS = ("expire_holds", "snapshot", "rebuild_verify", "rebuild_restore", "rescreen", "tier_enforcement", "aml_sweep")
 JOB_ACTOR = "system:jobs"
 LEASE_S = 960  # longer than JobsFunction's 900 s timeout: a lease lapses only once its holder cannot still run
 _EXPIRY_ROUNDS = 50  # 100 holds per round: a backlog larger than this waits for the next run (5 minutes)
@@ -114,6 +120,13 @@ def _leased_run(job: str, tenant_id: str, day: str | None, now: str | None) -> d
 
 
 def _run_one(job: str, tenant_id: str, day: str | None, now: str | None) -> dict[str, Any]:
+    if job == "aml_sweep":
+        return aml_sweep(tenant_id, now=now, correlation_id=f"job-aml_sweep-{uuid.uuid4().hex}")
+    if job == "tier_enforcement":
+        correlation_id = f"job-tier_enforcement-{uuid.uuid4().hex}"
+        return TierEnforcement().run(tenant_id, now=now, correlation_id=correlation_id)
+    if job == "rescreen":
+        return default_screening_gate().rescreen_tenant(tenant_id, correlation_id=f"job-rescreen-{uuid.uuid4().hex}")
     if job == "expire_holds":
         released: list[str] = []
         lifecycle = LifecycleService()

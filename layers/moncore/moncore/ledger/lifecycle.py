@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moncore.compliance.movements import MovementChecks, audit_refusal
+from moncore.compliance.movements import MovementChecks
+from moncore.compliance.refusals import audit_refusal
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, RequestIdentity, Result
@@ -37,6 +38,7 @@ from moncore.domain.lifecycle import Step, StoredEvent, TxnState, advance, plan_
 from moncore.domain.limits import BalanceCap
 from moncore.domain.money import check_amount_minor, stored_minor
 from moncore.domain.transactions import (
+    HOLDING_CAPTURES,
     AccountRef,
     Event,
     EventKind,
@@ -52,7 +54,7 @@ from moncore.ledger import views
 from moncore.ledger.directory import DIRECTORY
 from moncore.ledger.service import new_transaction, posting_audit, replay_from_ledger
 from moncore.store import ledger as ledger_store
-from moncore.store.models import GuardItem, LedgerItem, tenant_key
+from moncore.store.models import GuardItem, LedgerItem, plain_map, tenant_key
 
 _STEP_ATTEMPTS = 8  # re-reads after losing the sequence slot to a concurrent step
 SWEEP_ACTOR = "system:hold-expiry"
@@ -182,6 +184,7 @@ class LifecycleService:
             if done is not None:
                 return _replay(stored, done, operation)
             state = views.txn_state(stored)
+            _require_not_under_review(stored, operation.caller, state)
             step = plan(state)
             if step.kind is EventKind.EXPIRED and (stored.header.hold_expires_at or "~") > now_rfc3339():
                 raise InvalidStateTransition("the hold has not expired yet")
@@ -201,7 +204,7 @@ class LifecycleService:
                 audit=posting_audit(operation.caller, txn, event, action=f"{txn.type.value}.{event.kind.value}"),
                 events=((txn, event),),
                 guards=(f"op#{operation.op_id}",),
-                holds=((txn, after),) if txn.capture == "manual" else (),
+                holds=((txn, after),) if txn.capture in HOLDING_CAPTURES else (),
                 require_active=step.kind is EventKind.CAPTURED,
                 caps=caps,
             )
@@ -229,6 +232,16 @@ def _load(tenant_id: str, txn_id: str) -> ledger_store.StoredTxn:
     if stored is None:
         raise NotFound(f"transaction {txn_id} not found")
     return stored
+
+
+def _require_not_under_review(stored: ledger_store.StoredTxn, caller: Caller, state: TxnState) -> None:
+    """Funds held by an AML review move only by the decision of its case (compliance/cases.py, as an officer):
+    a partner can neither capture nor void them (docs/aml.md)."""
+    if stored.header.capture == "review" and state.status is TxnStatus.AUTHORIZED and caller.role == "tenant":
+        case_id = plain_map(stored.header.compliance).get("case_id")
+        raise InvalidStateTransition(
+            f"transaction {stored.header.txn_id} is held for compliance review; case {case_id} decides it"
+        )
 
 
 def _replay(stored: ledger_store.StoredTxn, done: LedgerItem, operation: Operation) -> Result:

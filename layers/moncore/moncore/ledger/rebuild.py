@@ -7,7 +7,9 @@ Derivations, each computed only from ledger items (headers, events, legs) plus t
 - hold: one row per manual-capture transaction: its events folded (views.txn_state) up to its last hold event
   (reversal links come after settlement and do not touch the row), as store.ledger.hold_item writes it.
 - snapshot: one per account and closed UTC day with entries (moncore.domain.snapshots).
-Counters (limit counters, issue 4) plug in as one more Derivation in DERIVATIONS.
+- counter: one per (user, currency, UTC day or month) tier-limit counter: the charges recorded by each posting's
+  `tier_limits` check (domain.limits.recorded_charges), in the windows of its header's recorded_at; see
+  CounterDerivation for what is compared and why.
 
 Safe on a live tenant. The stored derived items are read first, then the ledger (a consistent Scan), and a restore
 rewrites an item only if it still has the generation (version, last_seq) read first: a posting that lands during the
@@ -21,22 +23,33 @@ from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.errors import ValidationFailed
 from moncore.domain.ids import new_id
+from moncore.domain.limits import CounterCharge, recorded_charges
 from moncore.domain.money import stored_minor
 from moncore.domain.snapshots import SnapshotEntry, fold_days, last_closed_day
-from moncore.domain.transactions import Balance, EventKind, Phase, leg_effect
+from moncore.domain.transactions import HOLDING_CAPTURES, Balance, EventKind, Phase, leg_effect
 from moncore.ledger import views
 from moncore.store import accounts as account_store
 from moncore.store import derived as derived_store
 from moncore.store import ledger as ledger_store
 from moncore.store import snapshots as snapshot_store
 from moncore.store.balances import balance_key
-from moncore.store.ledger import HEADER_SK, StoredTxn
-from moncore.store.models import AccountItem, BalanceItem, ExceptionItem, HoldItem, LedgerItem, SnapshotItem, tenant_key
+from moncore.store.ledger import HEADER_SK, StoredTxn, counter_key
+from moncore.store.models import (
+    AccountItem,
+    BalanceItem,
+    CounterItem,
+    ExceptionItem,
+    HoldItem,
+    LedgerItem,
+    SnapshotItem,
+    tenant_key,
+)
 
 MODES = ("verify", "restore")
 Fields = dict[str, int | str | None]
@@ -50,6 +63,7 @@ class Derived:
     key: str
     fields: Fields
     generation: int = 0
+    extra: Fields | None = None  # written on restore, not compared (see CounterDerivation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +97,8 @@ class Derivation(ABC):
     kind: ClassVar[str]
 
     @abstractmethod
-    def stored(self, tenant_id: str, accounts: Sequence[AccountItem]) -> dict[str, Derived]:
-        """The stored items of this kind (read before the ledger)."""
+    def stored(self, tenant_id: str, accounts: Sequence[AccountItem], now: str) -> dict[str, Derived]:
+        """The stored items of this kind (read before the ledger); `now` is the run's instant."""
 
     @abstractmethod
     def expected(self, ledger: TenantLedger) -> dict[str, Derived]:
@@ -112,7 +126,7 @@ def _balance_derived(item: BalanceItem) -> Derived:
 class BalanceDerivation(Derivation):
     kind = "balance"
 
-    def stored(self, tenant_id: str, accounts: Sequence[AccountItem]) -> dict[str, Derived]:
+    def stored(self, tenant_id: str, accounts: Sequence[AccountItem], now: str) -> dict[str, Derived]:
         keys = [balance_key(tenant_id, a.id, shard) for a in accounts for shard in range(max(1, int(a.shards or 1)))]
         return {key: _balance_derived(item) for key, item in derived_store.balance_items(keys).items()}
 
@@ -173,13 +187,13 @@ def _hold_derived(item: HoldItem) -> Derived:
 class HoldDerivation(Derivation):
     kind = "hold"
 
-    def stored(self, tenant_id: str, accounts: Sequence[AccountItem]) -> dict[str, Derived]:
+    def stored(self, tenant_id: str, accounts: Sequence[AccountItem], now: str) -> dict[str, Derived]:
         return {item.pk: _hold_derived(item) for item in derived_store.tenant_hold_items(tenant_id)}
 
     def expected(self, ledger: TenantLedger) -> dict[str, Derived]:
         result: dict[str, Derived] = {}
         for stored in ledger.transactions:
-            if stored.header.capture != "manual":
+            if stored.header.capture not in HOLDING_CAPTURES:
                 continue
             # The row reflects the last event that moved the hold; reversal links (after settlement) never rewrite it.
             hold_events = [e for e in stored.events if e.event != EventKind.REVERSAL_LINKED.value]
@@ -221,7 +235,7 @@ def _snapshot_derived(item: SnapshotItem) -> Derived:
 class SnapshotDerivation(Derivation):
     kind = "snapshot"
 
-    def stored(self, tenant_id: str, accounts: Sequence[AccountItem]) -> dict[str, Derived]:
+    def stored(self, tenant_id: str, accounts: Sequence[AccountItem], now: str) -> dict[str, Derived]:
         result: dict[str, Derived] = {}
         for account in accounts:
             for item in snapshot_store.account_snapshots(tenant_id, account.id):
@@ -259,7 +273,88 @@ class SnapshotDerivation(Derivation):
         return True
 
 
-DERIVATIONS: tuple[Derivation, ...] = (BalanceDerivation(), HoldDerivation(), SnapshotDerivation())
+# -------------------------------------------------------------------- tier-limit counters
+_COUNTER_TEXTS = ("tenant_id", "user_id", "currency", "window", "period")
+
+
+def _counter_derived(item: CounterItem) -> Derived:
+    fields: Fields = {name: getattr(item, name) for name in _COUNTER_TEXTS}
+    fields |= {"total_minor": stored_minor(item.total_minor or 0), "version": stored_minor(item.version or 0)}
+    return Derived(item.pk, fields, stored_minor(item.version or 0))
+
+
+def _epoch_s(instant: str) -> int:
+    return int(datetime.fromisoformat(instant.replace("Z", "+00:00")).timestamp())
+
+
+class CounterDerivation(Derivation):
+    """Day and month tier-limit counters (docs/limits-and-geo.md). An outgoing posting records, in its header's
+    compliance decision, a `tier_limits` check (user, currency, amount, the daily and monthly limits in force) and
+    charges the counters of the windows of the header's recorded_at whose limit was not null, in the same
+    transaction: so each counter's total and number of charges derive exactly from the ledger.
+
+    Compared: total_minor and version (the number of charges). Not compared: limit_minor (the limit of whichever
+    charge committed last, and concurrent postings may commit out of recorded order: not exactly derivable;
+    restore writes the limit of the last charge by recorded time), expires_at and updated_at (bookkeeping).
+    Only counters still alive at the run's instant are compared (expires_at > now, both sides): DynamoDB TTL
+    deletes the others some time after their expiry, so their presence proves nothing."""
+
+    kind = "counter"
+
+    def stored(self, tenant_id: str, accounts: Sequence[AccountItem], now: str) -> dict[str, Derived]:
+        alive_after = _epoch_s(now)
+        return {
+            item.pk: _counter_derived(item)
+            for item in derived_store.tenant_counter_items(tenant_id)
+            if stored_minor(item.expires_at or 0) > alive_after
+        }
+
+    def expected(self, ledger: TenantLedger) -> dict[str, Derived]:
+        alive_after = _epoch_s(ledger.now)
+        charged: dict[str, list[tuple[str, CounterCharge]]] = defaultdict(list)
+        for stored in ledger.transactions:
+            header = stored.header
+            for check in (header.compliance or {}).get("checks", []):
+                if isinstance(check, dict) and check.get("check") == "tier_limits":
+                    for charge in recorded_charges(check, header.recorded_at):
+                        charged[counter_key(ledger.tenant_id, charge)].append((header.recorded_at, charge))
+        result: dict[str, Derived] = {}
+        for key, charges in charged.items():
+            charges.sort(key=lambda pair: pair[0])
+            last = charges[-1][1]
+            if last.expires_at <= alive_after:
+                continue
+            fields: Fields = {
+                "tenant_id": ledger.tenant_id,
+                "user_id": last.user_id,
+                "currency": last.currency,
+                "window": last.window,
+                "period": last.period,
+                "total_minor": sum(charge.delta_minor for _, charge in charges),
+                "version": len(charges),
+            }
+            extra: Fields = {"limit_minor": last.limit_minor, "expires_at": last.expires_at}
+            result[key] = Derived(key, fields, len(charges), extra)
+        return result
+
+    def reread(self, key: str) -> Derived | None:
+        item = derived_store.counter_item(key)
+        return None if item is None else _counter_derived(item)
+
+    def write(self, key: str, expected: Derived | None, found: Derived | None, at: str) -> bool:
+        if expected is None:
+            return found is None or derived_store.delete_counter_item(key, found.generation)
+        extra: dict[str, Any] = dict(expected.extra or {})
+        item = CounterItem(key, **_attributes(expected), **extra, updated_at=at)
+        return derived_store.put_counter_item(item, None if found is None else found.generation)
+
+
+DERIVATIONS: tuple[Derivation, ...] = (
+    BalanceDerivation(),
+    HoldDerivation(),
+    SnapshotDerivation(),
+    CounterDerivation(),
+)
 
 
 # -------------------------------------------------------------------- the job
@@ -329,7 +424,7 @@ class RebuildService:
         started = now_rfc3339()
         report = RebuildReport(new_id("run"), tenant_id, mode, now or started, started)
         accounts = account_store.tenant_accounts(tenant_id)
-        stored = {d.kind: d.stored(tenant_id, accounts) for d in self.derivations}  # before the ledger: see above
+        stored = {d.kind: d.stored(tenant_id, accounts, report.now) for d in self.derivations}  # before the ledger
         ledger = TenantLedger.read(tenant_id, report.now, accounts)
         for derivation in self.derivations:
             expected = derivation.expected(ledger)

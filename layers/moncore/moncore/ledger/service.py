@@ -14,9 +14,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from pynamodb.models import Model
+
+from moncore.compliance import aml as aml_rules
 from moncore.compliance.freezes import refuse_frozen
-from moncore.compliance.movements import MovementChecks, MovementDecision, audit_refusal
+from moncore.compliance.movements import MovementChecks, MovementDecision
+from moncore.compliance.refusals import audit_refusal
+from moncore.compliance.screening.gate import default_gate as default_screening_gate
+from moncore.compliance.screening.policy import ScreeningStatus
 from moncore.config import settings
+from moncore.domain.aml import Operation
 from moncore.domain.audit import AuditEvent, audit_event
 from moncore.domain.capabilities import Capability
 from moncore.domain.clock import now_rfc3339, parse_instant, rfc3339, utc_now
@@ -36,6 +43,7 @@ from moncore.domain.ids import derived_id
 from moncore.domain.lifecycle import TxnState
 from moncore.domain.money import check_amount_minor, currency_exponent
 from moncore.domain.transactions import (
+    HOLDING_CAPTURES,
     AccountKind,
     AccountRef,
     Event,
@@ -85,6 +93,22 @@ class LedgerService:
             context = {"operation": "user.create", "external_ref": external_ref, "country": country}
             audit_refusal(caller, refused, subject_id=user_id, context=context)
             raise
+        # Sanctions screening (docs/screening.md): confirmed -> refused, nothing created; possible -> created
+        # pending_review with a case, in the same transaction; else clear.
+        gate = default_screening_gate()
+        verdict = gate.screen_new_user(tenant_id, full_name=full_name, country=country, date_of_birth=date_of_birth)
+        if verdict.status is ScreeningStatus.CONFIRMED:
+            if account_store.find_user_item(tenant_id, user_id) is not None:
+                return Result(self.get_user(caller, user_id), replayed=True)  # created before the lists changed
+            blocked = gate.refusal(verdict, subject=f"user {full_name!r}")
+            screened: dict[str, Any] = {"operation": "user.create", "external_ref": external_ref}
+            screened["screening"] = verdict.record()
+            audit_refusal(caller, blocked, subject_id=user_id, context=screened)
+            raise blocked
+        now = now_rfc3339()
+        case = None
+        if verdict.status is ScreeningStatus.PENDING_REVIEW:
+            case = gate.new_user_case(caller, tenant_id=tenant_id, user_id=user_id, verdict=verdict, at=now)
         item = UserItem(
             f"{tenant_id}#{user_id}",
             id=user_id,
@@ -95,7 +119,11 @@ class LedgerService:
             date_of_birth=date_of_birth,
             tier="tier_0",
             status="ACTIVE",
-            created_at=now_rfc3339(),
+            created_at=now,
+            screening_status=verdict.status.value,
+            screened_at=now,
+            screening_lists_version=verdict.lists_version,
+            screening_case_id=case[0].id if case else None,
         )
         try:
             account_store.create_user(
@@ -106,8 +134,9 @@ class LedgerService:
                     actor=caller.actor,
                     correlation_id=caller.correlation_id,
                     subject_id=user_id,
-                    payload=views.user_view(item),
+                    payload={**views.user_view(item), "screening": verdict.record()},
                 ),
+                case=case,
             )
         except AlreadyExists:
             if account_store.user_id_for_external_ref(tenant_id, external_ref) == user_id:
@@ -194,7 +223,9 @@ class LedgerService:
         (account,) = DIRECTORY.resolve(tenant_id, [account_id], currency)
         require_user_account(account)
         txn_id = derived_id("txn", tenant_id, request.idempotency_key)
-        decision = decide_movement(self._checks, caller, txn_id, credit=account, credit_minor=amount_minor)
+        decision = decide_movement(
+            self._checks, caller, txn_id, credit=account, credit_minor=amount_minor, aml=Operation.FUNDING
+        )
         if decision is None:
             return replay_from_ledger(caller, request, txn_id)
         # Refuse before collecting money the ledger would refuse to post; the balance condition stays the guard.
@@ -222,9 +253,16 @@ class LedgerService:
             gate=gate,
             provider=collected.provider,
             provider_ref=collected.provider_ref,
+            capture="review" if decision.review else "auto",
             checks=decision.checks,
+            decision=decision,
         )
-        event = first_event(caller, request, txn, EventKind.SETTLED, settled_pair(clearing, account, amount_minor))
+        # Under AML review the collected money waits in the user's pending_in until the case decides.
+        if decision.review:
+            legs, kind = hold_pair(clearing, account, amount_minor), EventKind.AUTHORIZED
+        else:
+            legs, kind = settled_pair(clearing, account, amount_minor), EventKind.SETTLED
+        event = first_event(caller, request, txn, kind, legs)
         guard = f"provider_ref#{collected.provider}#{collected.provider_ref}"
         return create(caller, request, txn, event, guards=(guard,), decision=decision)
 
@@ -275,11 +313,15 @@ class LedgerService:
             txn_id,
             debit=source,
             debit_minor=amount_minor,
-            credit=None if manual else destination,
+            credit=destination,
             credit_minor=amount_minor,
+            capped=not manual,
+            aml=Operation.TRANSFER,
         )
         if decision is None:
             return replay_from_ledger(caller, request, txn_id)
+        if decision.review:  # held for the case, whatever capture was asked; no expiry: the case decides
+            manual, capture, expiry = True, "review", None
         txn = new_transaction(
             caller,
             request,
@@ -292,6 +334,7 @@ class LedgerService:
             capture=capture,
             hold_expires_at=expiry,
             checks=decision.checks,
+            decision=decision,
         )
         if manual:
             legs, kind = hold_pair(source, destination, amount_minor), EventKind.AUTHORIZED
@@ -343,8 +386,13 @@ def new_transaction(
     reverses_txn_id: str | None = None,
     fx: dict[str, Any] | None = None,
     checks: tuple[dict[str, Any], ...] = (),
+    decision: MovementDecision | None = None,
 ) -> Transaction:
-    """A new transaction header; `checks` are the compliance checks (geo, tier limits) recorded after the gate's."""
+    """A new transaction header; `checks` are the compliance checks (geo, tier limits, AML) recorded after the
+    gate's; under an AML review the compliance decision is "review" and names the case it opened."""
+    compliance: dict[str, Any] = {"decision": "allow", "checks": [gate, *checks], "decided_at": now_rfc3339()}
+    if decision is not None and decision.review:
+        compliance |= {"decision": "review", "case_id": aml_rules.review_case_id(caller.require_tenant(), txn_id)}
     return Transaction(
         id=txn_id,
         tenant_id=caller.require_tenant(),
@@ -359,7 +407,7 @@ def new_transaction(
         provider_ref=provider_ref,
         fingerprint=request.fingerprint,
         # The gating decision is recorded with the posting (invariant 5); compliance rules extend it.
-        compliance={"decision": "allow", "checks": [gate, *checks], "decided_at": now_rfc3339()},
+        compliance=compliance,
         capture=capture,
         hold_expires_at=hold_expires_at,
         reverses_txn_id=reverses_txn_id,
@@ -430,8 +478,9 @@ def create(
     """Post a new transaction with its first event; a second attempt with the same key answers the first. The
     decision's counters and caps are enforced by the posting's own conditions (a refusal there is audited)."""
     holds: tuple[tuple[Transaction, TxnState], ...] = ()
-    if txn.capture == "manual":
+    if txn.capture in HOLDING_CAPTURES:
         holds = ((txn, TxnState(txn.type, event.status, txn.amount_minor, last_seq=1)),)
+    records, audits = aml_records(caller, txn, decision)
     posting = ledger_store.Posting(
         tenant_id=txn.tenant_id,
         audit=posting_audit(caller, txn, event, action=f"{txn.type.value}.{event.kind.value}"),
@@ -441,6 +490,9 @@ def create(
         holds=holds,
         counters=decision.counters(txn.created_at) if decision else (),
         caps=decision.caps if decision else (),
+        velocity=decision.velocity(txn.created_at) if decision else (),
+        records=records,
+        audits=audits,
     )
     try:
         ledger_store.post(posting)
@@ -450,6 +502,21 @@ def create(
         audit_refusal(caller, refused, subject_id=txn.id, context={"checks": txn.compliance.get("checks", [])})
         raise
     return Result(views.transaction_view(_must_load(txn.tenant_id, txn.id)))
+
+
+def aml_records(
+    caller: Caller, txn: Transaction, decision: MovementDecision | None
+) -> tuple[tuple[Model, ...], tuple[AuditEvent, ...]]:
+    """What the posting writes for its AML decision: the AML event, and under review the case it opens (with the
+    case's audit event), so the held funds and their case exist together or not at all."""
+    if decision is None or decision.aml is None:
+        return (), ()
+    if not decision.review:
+        return (aml_rules.event_item(caller, txn.id, decision.aml),), ()
+    case, opened = aml_rules.review_case(caller, txn.id, decision.aml)
+    if case.id != txn.compliance.get("case_id"):
+        raise InvariantViolation(f"transaction {txn.id} names case {txn.compliance.get('case_id')}, not {case.id}")
+    return (aml_rules.event_item(caller, txn.id, decision.aml, case_id=case.id), case), (opened,)
 
 
 def replay_from_ledger(caller: Caller, request: RequestIdentity, txn_id: str) -> Result:

@@ -165,7 +165,14 @@ def user_view(item: UserItem) -> dict[str, Any]:
         "country": item.country,
         "date_of_birth": item.date_of_birth,
         "tier": item.tier,
+        # The kernel's KYC adjudication behind the tier (docs/kyc.md): unverified | verified | review | rejected |
+        # expired, when it was last decided and when its evidence expires.
+        "kyc_status": item.kyc_status or "unverified",
+        "kyc_checked_at": item.kyc_checked_at,
+        "kyc_expires_at": item.kyc_expires_at,
         "status": item.status.lower(),
+        # clear | pending_review | confirmed (docs/screening.md); users created before screening count as clear
+        "screening_status": item.screening_status or "clear",
         "created_at": item.created_at,
     }
 

@@ -7,12 +7,13 @@ from moncore.domain.audit import AuditEvent
 from moncore.domain.errors import AlreadyExists, NotFound
 from moncore.domain.transactions import AccountKind, AccountRef
 from moncore.store.audit import append_condition, audit_item
-from moncore.store.models import AccountItem, BalanceItem, GuardItem, UserItem, tenant_key
+from moncore.store.models import AccountItem, BalanceItem, CaseItem, GuardItem, UserItem, tenant_key
 from moncore.store.transact import ConditionFailed, TxBuilder
 
 
-def create_user(item: UserItem, audit: AuditEvent) -> None:
-    """Raises AlreadyExists when the tenant already has a user with this external_ref."""
+def create_user(item: UserItem, audit: AuditEvent, *, case: tuple[CaseItem, AuditEvent] | None = None) -> None:
+    """Raises AlreadyExists when the tenant already has a user with this external_ref. `case` (a possible sanctions
+    screening match, moncore.compliance.screening.gate) is opened in the same transaction, with its audit event."""
     tx = TxBuilder()
     tx.put(
         "guard",
@@ -23,6 +24,9 @@ def create_user(item: UserItem, audit: AuditEvent) -> None:
     )
     tx.put("user", item, UserItem.pk.does_not_exist())
     tx.put("audit", audit_item(audit), append_condition())
+    if case is not None:
+        tx.put("case", case[0], CaseItem.pk.does_not_exist())
+        tx.put("case_audit", audit_item(case[1]), append_condition())
     try:
         tx.execute()
     except ConditionFailed as failed:
@@ -91,6 +95,11 @@ def tenant_accounts(tenant_id: str) -> list[AccountItem]:
     """Every account of the tenant, user and system, in id order (GSI by_tenant: eventually consistent, so an account
     created in the last moment may be missing; the jobs that use it tolerate that)."""
     return list(AccountItem.by_tenant.query(tenant_id))
+
+
+def user_accounts(tenant_id: str, user_id: str) -> list[AccountItem]:
+    """The accounts of one user (the tenant index, filtered: an on-demand view, not a posting path)."""
+    return list(AccountItem.by_tenant.query(tenant_id, filter_condition=AccountItem.user_id == user_id))
 
 
 def to_ref(item: AccountItem) -> AccountRef:

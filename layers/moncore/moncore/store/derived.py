@@ -1,4 +1,5 @@
-"""Reads and guarded writes of derived items (balances, holds, snapshots) and exception records, for the rebuild job.
+"""Reads and guarded writes of derived items (balances, holds, snapshots, tier-limit counters) and exception records,
+for the rebuild job.
 
 A derived item is rewritten only if it still is what the job read before it scanned the ledger: the write is
 conditional on the item's generation (a balance's version, a hold's last_seq), which every posting that touches the
@@ -14,7 +15,7 @@ from pynamodb.exceptions import DeleteError, PutError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from moncore.store.models import BalanceItem, ExceptionItem, HoldItem, SnapshotItem
+from moncore.store.models import BalanceItem, CounterItem, ExceptionItem, HoldItem, SnapshotItem, tenant_key
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
@@ -49,6 +50,32 @@ def snapshot_item(pk: str, day: str) -> SnapshotItem | None:
         return SnapshotItem.get(pk, day, consistent_read=True)
     except SnapshotItem.DoesNotExist:
         return None
+
+
+def tenant_counter_items(tenant_id: str) -> list[CounterItem]:
+    """Every tier-limit counter of the tenant (pk `tenant#user#...`): a Scan of the Counters table filtered by tenant
+    and key prefix (the table also holds velocity items, `tenant#vel#...`, which are not limit counters)."""
+    prefix = tenant_key(tenant_id, "user", "")
+    condition = (CounterItem.tenant_id == tenant_id) & CounterItem.pk.startswith(prefix)
+    return list(CounterItem.scan(condition, consistent_read=True))
+
+
+def counter_item(key: str) -> CounterItem | None:
+    try:
+        return CounterItem.get(key, consistent_read=True)
+    except CounterItem.DoesNotExist:
+        return None
+
+
+def put_counter_item(item: CounterItem, found_version: int | None) -> bool:
+    """Overwrite the counter if it still has version `found_version` (None: if there is none): a posting charging it
+    meanwhile changes the version, and wins."""
+    condition = CounterItem.pk.does_not_exist() if found_version is None else CounterItem.version == found_version
+    return _put_if(item, condition)
+
+
+def delete_counter_item(key: str, found_version: int) -> bool:
+    return _delete_if(CounterItem(key), CounterItem.version == found_version)
 
 
 def put_balance_item(item: BalanceItem, found_version: int | None) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pynamodb.expressions.condition import Condition
+from pynamodb.models import Model
 
 from moncore.domain.audit import AuditEvent
 from moncore.domain.canonical import sha256_hex
@@ -49,6 +50,7 @@ from moncore.domain.transactions import (
     balance_changes,
     check_zero_sum,
 )
+from moncore.domain.velocity import VelocityCharge
 from moncore.store import cursors
 from moncore.store.accounts import find_account_item, find_user_item
 from moncore.store.audit import append_condition, audit_item
@@ -64,6 +66,7 @@ from moncore.store.models import (
     tenant_key,
 )
 from moncore.store.transact import ConditionFailed, TxBuilder
+from moncore.store.velocity import velocity_update
 
 HEADER_SK = "TXN"
 _ENTRY_KEY = ("account_pk", "entry_sk", "pk", "sk")  # a by_account page key
@@ -107,6 +110,9 @@ class Posting:
     require_active: bool = True  # releasing a hold must work on a frozen account; new money movement must not
     counters: tuple[CounterCharge, ...] = ()  # tier-limit counters charged atomically with the posting
     caps: tuple[BalanceCap, ...] = ()  # tier balance caps of credited user accounts
+    velocity: tuple[VelocityCharge, ...] = ()  # rolling-window velocity of the users whose money moves (AML rules)
+    records: tuple[Model, ...] = ()  # new items written with the posting or not at all: its AML event, a case
+    audits: tuple[AuditEvent, ...] = ()  # audit events of those records (the posting's own is `audit`)
 
     @property
     def legs(self) -> list[Leg]:
@@ -192,6 +198,13 @@ def post(posting: Posting) -> None:
         _balance_update(tx, posting, change, shards[change.account.account_id])
     for index, charge in enumerate(posting.counters):
         _counter_update(tx, posting, index, charge)
+    for movement in posting.velocity:
+        velocity_item, velocity_actions = velocity_update(posting.tenant_id, movement)
+        tx.update(f"velocity:{movement.user_id}:{movement.currency}", velocity_item, velocity_actions)
+    for index, record in enumerate(posting.records):
+        tx.put(f"record:{index}:{type(record).__name__}", record, type(record)._hash_key_attribute().does_not_exist())
+    for index, extra in enumerate(posting.audits):
+        tx.put(f"audit:{index}", audit_item(extra), append_condition())
     try:
         # One token per posting attempt (reused by its retries), never per transaction id: a later request with the
         # same key builds other timestamps, and DynamoDB would answer IdempotentParameterMismatch instead of the
@@ -226,7 +239,20 @@ def _balance_update(tx: TxBuilder, posting: Posting, change: BalanceChange, shar
 
 
 def counter_key(tenant_id: str, charge: CounterCharge) -> str:
-    return tenant_key(tenant_id, "user", charge.user_id, charge.currency, charge.window, charge.period)
+    return window_counter_key(tenant_id, charge.user_id, charge.currency, charge.window, charge.period)
+
+
+def window_counter_key(tenant_id: str, user_id: str, currency: str, window: str, period: str) -> str:
+    return tenant_key(tenant_id, "user", user_id, currency, window, period)
+
+
+def counter_usage(tenant_id: str, user_id: str, currency: str, moment: str) -> dict[str, int]:
+    """What the user sent out in `currency` in the UTC day and month of `moment`: {"day": .., "month": ..}."""
+    keys = {
+        window_counter_key(tenant_id, user_id, currency, "day", moment[:10]): "day",
+        window_counter_key(tenant_id, user_id, currency, "month", moment[:7]): "month",
+    }
+    return {keys[item.pk]: int(item.total_minor) for item in CounterItem.batch_get(list(keys), consistent_read=True)}
 
 
 def _counter_update(tx: TxBuilder, posting: Posting, index: int, charge: CounterCharge) -> None:
@@ -398,9 +424,10 @@ def _leg_item(txn: Transaction, event: Event, index: int, leg: Leg, shard: int) 
 
 
 def hold_item(txn: Transaction, state: TxnState, updated_at: str) -> HoldItem:
-    if txn.hold_expires_at is None:
+    if txn.hold_expires_at is None and txn.capture == "manual":
         raise InvariantViolation(f"transaction {txn.id} holds funds without an expiry")
-    open_hold = state.status is TxnStatus.AUTHORIZED
+    # Only manual holds are in the expiry index: a review hold waits for its case, however long that takes.
+    open_hold = state.status is TxnStatus.AUTHORIZED and txn.capture == "manual"
     return HoldItem(
         tenant_key(txn.tenant_id, txn.id),
         tenant_id=txn.tenant_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     JSONAttribute,
     ListAttribute,
@@ -56,6 +57,11 @@ class TenantItem(Model):
     fx_provider = UnicodeAttribute(default="sandbox_fx")
     # Overrides of the default KYC tier limits (moncore.domain.limits.check_overrides); absent means the defaults.
     tier_limits = JSONAttribute(null=True)
+    # The KYC adapter (moncore.providers.kyc); tenants created before KYC existed read back with the sandbox one.
+    kyc_provider = UnicodeAttribute(default="sandbox_kyc")
+    # Bumped by every configuration change (admin PATCH .../config), the condition that stops two admins' changes
+    # from overwriting each other; absent on tenants never changed since creation.
+    config_version = NumberAttribute(null=True)
     status = UnicodeAttribute()
     created_at = UnicodeAttribute()
     created_by = UnicodeAttribute()
@@ -80,6 +86,17 @@ class CredentialItem(Model):
     revoked_by = UnicodeAttribute(null=True)
 
 
+class UsersByTenantIndex(GlobalSecondaryIndex["UserItem"]):
+    """Every user of a tenant, in id order (the re-screening job; user creation already writes tenant_id)."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute(range_key=True)
+
+
 class UserItem(Model):
     class Meta(_Meta):
         table_name = _S.users_table
@@ -98,6 +115,21 @@ class UserItem(Model):
     status_reason = UnicodeAttribute(null=True)
     status_changed_by = UnicodeAttribute(null=True)
     status_changed_at = UnicodeAttribute(null=True)
+    # Sanctions screening (moncore.compliance.screening.gate): clear | pending_review | confirmed; absent (users created
+    # before screening was wired) counts as clear. The lists version screened against (a changed one makes the
+    # rescreen job screen the user again), when, and the open screening case while pending_review / confirmed.
+    screening_status = UnicodeAttribute(null=True)
+    screened_at = UnicodeAttribute(null=True)
+    screening_lists_version = UnicodeAttribute(null=True)
+    screening_case_id = UnicodeAttribute(null=True)
+    # KYC (moncore.compliance.kyc): the kernel's adjudication behind `tier`. kyc_status absent = unverified; the
+    # check that set it, when, and when its evidence expires (the tier_enforcement job then moves the user to tier_0).
+    kyc_status = UnicodeAttribute(null=True)
+    kyc_checked_at = UnicodeAttribute(null=True)
+    kyc_expires_at = UnicodeAttribute(null=True)
+    kyc_check_id = UnicodeAttribute(null=True)
+
+    by_tenant = UsersByTenantIndex()
 
 
 class AccountsByTenantIndex(GlobalSecondaryIndex["AccountItem"]):
@@ -179,7 +211,7 @@ class HoldItem(Model):
     held_minor = NumberAttribute()
     currency = UnicodeAttribute()
     last_seq = NumberAttribute()
-    hold_expires_at = UnicodeAttribute()
+    hold_expires_at = UnicodeAttribute(null=True)  # None for a review hold (no expiry)
     open_tenant_id = UnicodeAttribute(null=True)  # set only while open: the sparse expiry index
     updated_at = UnicodeAttribute()
 
@@ -205,6 +237,123 @@ class CounterItem(Model):
     version = NumberAttribute(default=0)  # postings that charged it
     updated_at = UnicodeAttribute(null=True)
     expires_at = NumberAttribute(null=True)  # epoch seconds, DynamoDB TTL
+
+
+class VelocityItem(Model):
+    """Derived, mutable (Counters table): a user's rolling-window velocity in one currency. Besides the attributes
+    below it holds one numeric attribute per time bucket (moncore.domain.velocity), ADDed by the postings
+    themselves; store/velocity.py reads them raw, since PynamoDB only knows declared attributes."""
+
+    class Meta(_Meta):
+        table_name = _S.counters_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#vel#<user_id>#<ccy>
+    tenant_id = UnicodeAttribute(null=True)
+    user_id = UnicodeAttribute(null=True)
+    currency = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute(null=True)  # epoch seconds, DynamoDB TTL: refreshed by every posting
+
+
+class AmlDecidedIndex(GlobalSecondaryIndex["AmlEventItem"]):
+    """A tenant's AML events in decision order (compliance views, the AML sweep)."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    decided_sk = UnicodeAttribute(range_key=True)
+
+
+class AmlEventItem(Model):
+    """Append-only: one AML decision (moncore.domain.aml) with everything needed to re-derive it: the rule set
+    version, the canonical inputs and their SHA-256, the score and the reasons. Written in the posting's own
+    transaction for allow and review, on its own for a block (nothing else is written then)."""
+
+    class Meta(_Meta):
+        table_name = _S.aml_events_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#subject_id (the transaction, or the user for a sweep finding)
+    sk = UnicodeAttribute(range_key=True)  # AML#<inputs_sha256>: the same request with the same inputs decides once
+    event_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    decided_sk = UnicodeAttribute()  # <decided_at>#<subject_id>
+    subject_id = UnicodeAttribute()
+    operation = UnicodeAttribute()  # transfer | funding | fx_conversion | sweep
+    ruleset = UnicodeAttribute()
+    decision = UnicodeAttribute()  # allow | review | block
+    score = NumberAttribute()
+    reasons = JSONAttribute()
+    inputs = JSONAttribute()
+    inputs_sha256 = UnicodeAttribute()
+    user_ids = JSONAttribute()
+    case_id = UnicodeAttribute(null=True)
+    actor = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    decided_at = UnicodeAttribute()
+
+    by_tenant = AmlDecidedIndex()
+
+
+class KycCheckItem(Model):
+    """A KYC verification (moncore.compliance.kyc), mutable: PENDING until the provider's result arrives by webhook,
+    then COMPLETED once, conditionally, in the same transaction as the user's tier and the audit event."""
+
+    class Meta(_Meta):
+        table_name = _S.kyc_checks_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#check_id
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    level = UnicodeAttribute()  # tier_1 | tier_2
+    status = UnicodeAttribute()  # PENDING | COMPLETED
+    provider = UnicodeAttribute()
+    provider_ref = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    requested_by = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    # set once, on completion
+    decision = UnicodeAttribute(null=True)  # approved | rejected | referred
+    completed_at = UnicodeAttribute(null=True)
+    event_id = UnicodeAttribute(null=True)  # the provider event that completed it
+    advisory = JSONAttribute(null=True)  # the provider's result as normalised (domain.kyc.Advisory)
+    advisory_sha256 = UnicodeAttribute(null=True)
+    adjudication = JSONAttribute(null=True)  # the kernel's decision (domain.kyc.Adjudication.record)
+    case_id = UnicodeAttribute(null=True)
+
+
+class WebhookEventItem(Model):
+    """The webhook inbox (moncore.providers.webhooks), mutable: every delivery is stored, with the SHA-256 of its raw
+    bytes, before anything acts on it. Not owned by a tenant when it arrives (the tenant is found by matching the
+    event), so keys are prefixed by the platform partition instead: `_platform#webhook#<domain>#<provider>#<event id>`
+    for verified events (one per provider event id: a redelivery finds it), `_platform#webhook-rejected#<domain>#
+    <provider>#<attempt id>` for refused attempts (expiring, TTL `expires_at`)."""
+
+    class Meta(_Meta):
+        table_name = _S.webhook_events_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    domain = UnicodeAttribute()  # kyc | (cards, open_banking, ... later)
+    provider = UnicodeAttribute()
+    event_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()  # RECEIVED | PROCESSED | IGNORED | UNMATCHED | REJECTED
+    reason = UnicodeAttribute(null=True)  # why REJECTED / UNMATCHED / IGNORED
+    raw_body = BinaryAttribute(legacy_encoding=False)
+    body_sha256 = UnicodeAttribute()
+    signature = UnicodeAttribute(null=True)  # the header as received (a MAC, not a secret)
+    signed_at = NumberAttribute(null=True)  # the signature's timestamp, unix seconds
+    secret_index = NumberAttribute(null=True)  # which active secret verified it (0 newest, 1 being retired)
+    received_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    correlation_id = UnicodeAttribute(null=True)
+    tenant_id = UnicodeAttribute(null=True)  # once matched
+    subject_id = UnicodeAttribute(null=True)  # the check (or transaction) it was matched to
+    outcome = JSONAttribute(null=True)  # what processing did
+    expires_at = NumberAttribute(null=True)  # epoch seconds, rejected attempts only (DynamoDB TTL)
 
 
 class ParkedByTxnIndex(GlobalSecondaryIndex["ProviderEventItem"]):
@@ -434,6 +583,9 @@ class CaseItem(Model):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = NumberAttribute(default=0)
+    # screening_hit cases opened by the kernel: the matches [{list, entry_id, ...}] a no_action decision remembers
+    # as false positives for the subject user (moncore.compliance.screening.gate).
+    screening_hits = JSONAttribute(null=True)
 
     by_tenant = CasesByTenantIndex()
 
@@ -465,3 +617,51 @@ class ApprovalItem(Model):
     decided_by = UnicodeAttribute(null=True)
     decided_at = UnicodeAttribute(null=True)
     decision_reason = UnicodeAttribute(null=True)
+
+
+class WatchlistItem(Model):
+    """Screening table (mutable): a tenant's custom watchlist. pk `tenant#watchlist`; sk `meta` holds the
+    watchlist's version (bumped in the same transaction as every entry change, so screenings know what they saw),
+    sk `entry#<entry_id>` one entry. Deactivated entries stay, marked inactive (who, when, why)."""
+
+    class Meta(_Meta):
+        table_name = _S.screening_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#watchlist
+    sk = UnicodeAttribute(range_key=True)  # meta | entry#<entry_id>
+    tenant_id = UnicodeAttribute()
+    version = NumberAttribute(null=True)  # meta only
+    entry_id = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    aliases = ListAttribute(of=UnicodeAttribute, null=True)
+    country = UnicodeAttribute(null=True)
+    date_of_birth = UnicodeAttribute(null=True)
+    party = UnicodeAttribute(null=True)  # individual | entity
+    reason = UnicodeAttribute(null=True)
+    active = BooleanAttribute(null=True)
+    created_by = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    deactivated_by = UnicodeAttribute(null=True)
+    deactivated_at = UnicodeAttribute(null=True)
+    deactivation_reason = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute(null=True)
+
+
+class FalsePositiveItem(Model):
+    """Screening table (mutable): an officer's decision that a user is not a listed entry (a screening case closed
+    with no_action). pk `tenant#false_positive`, sk `<user_id>#<list>#<entry_id>`: one Query reads a tenant's (the
+    rescreen job) or, with begins_with, one user's."""
+
+    class Meta(_Meta):
+        table_name = _S.screening_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#false_positive
+    sk = UnicodeAttribute(range_key=True)  # user_id#list#entry_id
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    list_name = UnicodeAttribute()
+    entry_id = UnicodeAttribute()
+    matched_name = UnicodeAttribute(null=True)
+    case_id = UnicodeAttribute()
+    decided_by = UnicodeAttribute()
+    decided_at = UnicodeAttribute()

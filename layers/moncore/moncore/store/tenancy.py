@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from moncore.domain.audit import AuditEvent
-from moncore.domain.errors import NotFound
+from moncore.domain.errors import ConcurrencyConflict, NotFound
 from moncore.store.audit import append_condition, audit_item
 from moncore.store.models import CredentialItem, TenantItem
 from moncore.store.transact import ConditionFailed, TxBuilder
@@ -14,6 +16,41 @@ def create_tenant(item: TenantItem, audit: AuditEvent) -> None:
     tx.put("tenant", item, TenantItem.pk.does_not_exist())
     tx.put("audit", audit_item(audit), append_condition())
     tx.execute()
+
+
+KEEP: Any = object()  # change_tenant_config: leave the tier limit overrides as they are
+
+
+def change_tenant_config(
+    tenant_id: str,
+    *,
+    expected_version: int | None,
+    tier_limits: Any = KEEP,
+    jurisdictions: list[str] | None = None,
+    audit: AuditEvent,
+) -> None:
+    """Set the tenant's tier limit overrides ({} or None: none) and/or jurisdictions, bump config_version, with the
+    audit event, if the version is still `expected_version` (None: never changed). Raises ConcurrencyConflict
+    (another change came first) or NotFound."""
+    actions: list[Any] = [TenantItem.config_version.set((expected_version or 0) + 1)]
+    if tier_limits is not KEEP:
+        actions.append(TenantItem.tier_limits.set(tier_limits) if tier_limits else TenantItem.tier_limits.remove())
+    if jurisdictions is not None:
+        actions.append(TenantItem.jurisdictions.set(cast(Any, jurisdictions)))  # stubs type list items oddly
+    version = (
+        TenantItem.config_version.does_not_exist()
+        if expected_version is None
+        else TenantItem.config_version == expected_version
+    )
+    tx = TxBuilder()
+    tx.update("tenant", TenantItem(tenant_id), actions, TenantItem.pk.exists() & version)
+    tx.put("audit", audit_item(audit), append_condition())
+    try:
+        tx.execute()
+    except ConditionFailed:
+        if find_tenant_item(tenant_id) is None:
+            raise NotFound(f"tenant {tenant_id} not found") from None
+        raise ConcurrencyConflict("the tenant's configuration changed meanwhile; read it again and retry") from None
 
 
 def find_tenant_item(tenant_id: str) -> TenantItem | None:

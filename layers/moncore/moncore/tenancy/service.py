@@ -15,7 +15,7 @@ from moncore.domain.audit import PLATFORM_TENANT, audit_event
 from moncore.domain.capabilities import Capability, Mode, allows, default_capabilities
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller
-from moncore.domain.errors import CapabilityDisabled, NotFound, Unauthorized
+from moncore.domain.errors import CapabilityDisabled, NotFound, Unauthorized, ValidationFailed
 from moncore.domain.geo import check_tenant_jurisdictions
 from moncore.domain.ids import new_id
 from moncore.domain.limits import check_overrides
@@ -29,10 +29,19 @@ from moncore.tenancy.keys import IssuedKey
 ADMIN_ROLES = ("viewer", "compliance_officer", "operator", "admin")
 DEFAULT_OPEN_BANKING_PROVIDER = "sandbox_open_banking"
 DEFAULT_FX_PROVIDER = "sandbox_fx"
+DEFAULT_KYC_PROVIDER = "sandbox_kyc"
 # Tenant configuration changes rarely and is re-read at most every settings().tenant_cache_seconds (stack parameter
 # TenantConfigCacheSeconds, 15 s by default) per container: a capability switched off takes effect within that window
 # (plus the authorizer cache TTL for keys). Freezes are never cached: they are conditions of the posting itself.
 SHADOW_GATE_ACTOR = "system:capability-gate"
+
+
+class _Unset:
+    """A field the caller did not send (PATCH): distinct from null, which means "reset"."""
+
+
+UNSET = _Unset()
+_KEEP = store.KEEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,8 @@ class TenantConfig:
     fx_provider: str = DEFAULT_FX_PROVIDER
     # Overrides of the default KYC tier limits, {tier: {currency: {..._minor: int | None}}} (moncore.domain.limits).
     tier_limits: dict[str, Any] = field(default_factory=dict)
+    kyc_provider: str = DEFAULT_KYC_PROVIDER
+    config_version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +75,9 @@ class TenantConfig:
             "capabilities": dict(self.capabilities),
             "open_banking_provider": self.open_banking_provider,
             "fx_provider": self.fx_provider,
+            "kyc_provider": self.kyc_provider,
             "tier_limits": self.tier_limits,
+            "config_version": self.config_version,
             "status": self.status,
             "created_at": self.created_at,
         }
@@ -92,6 +105,7 @@ class TenancyService:
             capabilities=default_capabilities(),
             open_banking_provider=DEFAULT_OPEN_BANKING_PROVIDER,
             fx_provider=DEFAULT_FX_PROVIDER,
+            kyc_provider=DEFAULT_KYC_PROVIDER,
             tier_limits=overrides or None,
             status="ACTIVE",
             created_at=now_rfc3339(),
@@ -128,6 +142,54 @@ class TenancyService:
         with self._cache_lock:
             self._cache[tenant_id] = (now, config)
         return config
+
+    def change_config(
+        self,
+        caller: Caller,
+        tenant_id: str,
+        *,
+        tier_limits: dict[str, Any] | _Unset | None = UNSET,
+        jurisdictions: list[str] | _Unset | None = UNSET,
+    ) -> dict[str, Any]:
+        """Replace the tenant's tier limit overrides (None or {}: back to the defaults) and/or its jurisdictions,
+        validated like at creation, audited (`tenant.config_changed` with before and after), conditional on the
+        configuration version read so two admins' changes never overwrite each other (409, retry). Containers pick
+        the change up within TenantConfigCacheSeconds; every posting re-checks limits and countries (a lowered cap
+        is enforced at the next credit; balances already above it are flagged by the tier_enforcement job)."""
+        current = self.get_tenant(tenant_id)
+        changes: dict[str, Any] = {}
+        if not isinstance(tier_limits, _Unset):
+            overrides = check_overrides(tier_limits)
+            if overrides != current.tier_limits:
+                changes["tier_limits"] = overrides
+        if not isinstance(jurisdictions, _Unset):
+            if jurisdictions is None:
+                raise ValidationFailed(
+                    "jurisdictions cannot be null", errors=[{"loc": ["body", "jurisdictions"], "msg": "a list"}]
+                )
+            check_tenant_jurisdictions(jurisdictions)
+            wanted = sorted(set(jurisdictions))
+            if tuple(wanted) != current.jurisdictions:
+                changes["jurisdictions"] = wanted
+        if not changes:
+            return current.to_dict() | {"changed": []}
+        before = {name: current.to_dict()[name] for name in changes}
+        store.change_tenant_config(
+            tenant_id,
+            expected_version=current.config_version or None,
+            tier_limits=changes.get("tier_limits", _KEEP),
+            jurisdictions=changes.get("jurisdictions"),
+            audit=audit_event(
+                tenant_id=tenant_id,
+                action="tenant.config_changed",
+                actor=caller.actor,
+                correlation_id=caller.correlation_id,
+                subject_id=tenant_id,
+                payload={"before": before, "after": changes, "version": current.config_version + 1},
+            ),
+        )
+        self.forget(tenant_id)
+        return self.get_tenant(tenant_id).to_dict() | {"changed": sorted(changes)}
 
     def forget(self, tenant_id: str) -> None:
         """Drop this container's cached configuration of the tenant (after a change made here)."""
@@ -282,4 +344,6 @@ def _to_config(item: TenantItem) -> TenantConfig:
         status=item.status,
         created_at=item.created_at,
         tier_limits=dict(item.tier_limits or {}),
+        kyc_provider=item.kyc_provider,
+        config_version=int(item.config_version or 0),
     )

@@ -10,6 +10,7 @@ Thresholds (docs/screening.md; measured by bench/screening.py):
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from moncore.compliance.screening.lists import Watchlist, WatchlistEntry, list_f
 from moncore.compliance.screening.normalize import tokens
 from moncore.compliance.screening.scoring import (
     MemoSimilarity,
+    Modifier,
     NameScore,
     WeightedName,
     combine,
@@ -56,7 +58,8 @@ class Match:
     score: float  # 0..1, 4 decimals
     decision: str | None  # "confirmed" | "possible" | None (below the possible threshold: only when min_score asks)
     explanation: str
-    name_score: float
+    name_score: float  # the best name score alone, before the modifiers
+    modifiers: tuple[Modifier, ...] = ()  # date of birth and country, as applied (negative: a contradiction)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,8 +84,12 @@ class PairScore:
 
 
 class ScreeningEngine:
-    def __init__(self, index: ScreeningIndex) -> None:
+    def __init__(self, index: ScreeningIndex, lists_digest: str = "") -> None:
         self.index = index
+        # SHA-256 of the list files the index was built from: part of the lists version users are screened against
+        # (compliance/screening/gate.py), so a changed file makes the re-screening job screen everyone again.
+        self.lists_digest = lists_digest
+        self._extra: dict[Watchlist, ScreeningIndex] = {}
 
     @property
     def weights(self) -> TokenWeights:
@@ -103,12 +110,22 @@ class ScreeningEngine:
         query = WeightedName.of(tokens(name), self.weights)
         similarity = MemoSimilarity()
         born = dt.date.fromisoformat(date_of_birth) if date_of_birth else None
-        indexes = [self.index, *(ScreeningIndex(watchlist.entries, self.weights) for watchlist in watchlists)]
+        indexes = [self.index, *(self._index_of(watchlist) for watchlist in watchlists)]
         matches: list[Match] = []
         for index in indexes:
             matches += self._screen_index(index, name, query, similarity, country, born, min_score)
         matches.sort(key=lambda match: (-match.score, match.list, match.entry_id))
         return matches[:limit]
+
+    def _index_of(self, watchlist: Watchlist) -> ScreeningIndex:
+        """A tenant watchlist's index, kept while the same watchlist (same entries) is screened again: the
+        re-screening job screens every user of a tenant against one watchlist."""
+        index = self._extra.get(watchlist)
+        if index is None:
+            if len(self._extra) >= 64:
+                self._extra.clear()
+            index = self._extra[watchlist] = ScreeningIndex(watchlist.entries, self.weights)
+        return index
 
     def _screen_index(
         self,
@@ -154,6 +171,7 @@ class ScreeningEngine:
                     decision=verdict,
                     explanation=explanation,
                     name_score=round(scored.score, 4),
+                    modifiers=tuple(modifiers),
                 )
             )
         return matches
@@ -196,8 +214,10 @@ def default_engine() -> ScreeningEngine:
     """The engine over the shipped OFAC and UN lists, built once per process (Lambda container) on first use."""
     started = time.perf_counter()
     directory = sanctions_dir()
-    list_files(directory)
-    engine = ScreeningEngine(ScreeningIndex(load_lists(directory)))
+    digest = hashlib.sha256()
+    for path in list_files(directory):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    engine = ScreeningEngine(ScreeningIndex(load_lists(directory)), lists_digest=digest.hexdigest())
     log.info(
         "screening index built from %s: %d entries, %d names in %.0f ms",
         directory,

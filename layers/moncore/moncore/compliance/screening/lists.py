@@ -7,7 +7,7 @@
 - UN Security Council Consolidated List (XML): INDIVIDUALS (FIRST..FOURTH_NAME, INDIVIDUAL_ALIAS with its quality,
   NAME_ORIGINAL_SCRIPT, INDIVIDUAL_DATE_OF_BIRTH exact/approximate/between, NATIONALITY, address and birth country)
   and ENTITIES (FIRST_NAME, ENTITY_ALIAS, address country). Entry ids are the UN reference numbers ("QDi.001").
-- Tenant watchlists: `Watchlist.from_records` (in memory today; where tenants' lists are stored is the next step).
+- Tenant watchlists: `Watchlist.from_records`, built from the stored entries by watchlists.py.
 
 Only people and organisations are indexed: OFAC's vessels and aircraft are left out, because the names screened here
 are users and payment beneficiaries, and vessel names ("HERMANN", "AMBER", "DEVON") would flag ordinary people.

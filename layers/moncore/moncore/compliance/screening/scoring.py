@@ -189,6 +189,12 @@ class Modifier:
     delta: float
     reason: str
 
+    @property
+    def contradicts(self) -> bool:
+        """A lowering modifier: the date of birth differs from every listed one, or the country is none of the
+        entry's while it lists nationalities. Evidence that the screened person is someone else."""
+        return self.delta < 0
+
     def describe(self) -> str:
         return f"{self.reason}: {self.delta:+.2f}" if self.delta else f"{self.reason}: no change"
 

@@ -5,8 +5,8 @@ The audit event (`screening.checked`) keeps the query and, per match, the list, 
 regulator can see who screened what and what the engine answered; the explanations are not stored (they can be
 recomputed from the same lists and code).
 
-Tenant watchlists come from a WatchlistSource; the only one today has none (where tenants' lists are stored, and
-how they are managed, is the next step: docs/screening.md).
+Tenant watchlists come from a WatchlistSource: by default the tenant's stored watchlist (watchlists.py, managed
+through the admin routes), read on every check, so an entry added a moment ago is screened.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from moncore.compliance.screening.engine import ScreeningEngine, default_engine
 from moncore.compliance.screening.lists import Watchlist
+from moncore.compliance.screening.watchlists import TenantWatchlists
 from moncore.domain.audit import audit_event
 from moncore.domain.context import Caller
 from moncore.store import screening as store
@@ -37,7 +38,7 @@ class ScreeningService:
         watchlists: WatchlistSource | None = None,
     ) -> None:
         self._engine = engine  # called per check: the default engine is built on first use, then cached
-        self._watchlists = watchlists or NoTenantWatchlists()
+        self._watchlists = watchlists or TenantWatchlists()
 
     def check(
         self, who: Caller, *, name: str, country: str | None = None, date_of_birth: str | None = None

@@ -1,0 +1,160 @@
+"""The webhook inbox every provider callback goes through (issue 5 item 2; KYC is its first user, docs/kyc.md).
+
+    delivery -> known provider? -> signature (HMAC over "t.body", 5 min tolerance, two active secrets)
+             -> JSON with a provider event id -> stored with the SHA-256 of its raw bytes -> handed to the domain
+
+Nothing acts on a delivery before it is stored: a refused one (unknown provider, bad signature, late, malformed) is
+stored as a REJECTED attempt and answered 404 / 401 `invalid_signature` / 422; an accepted one is stored once per
+provider event id, so a redelivery finds the first and changes nothing (the domain decides whether a non-final
+first delivery, e.g. one whose processing failed half-way, is processed again). Secrets come from one Secrets
+Manager secret, a JSON object {provider: "secret" | ["newest", "being retired"]}, re-read after
+WebhookSecretCacheSeconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moncore.config import settings
+from moncore.domain.clock import now_rfc3339
+from moncore.domain.errors import AlreadyExists, InvalidSignature, NotFound, ValidationFailed
+from moncore.domain.ids import new_id
+from moncore.domain.webhooks import MAX_ACTIVE_SECRETS, verify_signature
+from moncore.store import webhooks as inbox
+from moncore.store.models import WebhookEventItem
+from moncore.store.secrets import secret_json
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    domain: str  # kyc, ...
+    provider: str  # from the route: /v1/webhooks/<domain>/<provider>
+    raw_body: bytes
+    signature: str | None  # the MonCore-Signature header
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    item: WebhookEventItem  # the stored event (the first delivery's, on a redelivery)
+    payload: dict[str, Any]
+    first_delivery: bool
+
+    @property
+    def settled(self) -> bool:
+        """Processed (or ignored) before: a redelivery that must change nothing."""
+        return self.item.status in inbox.FINAL
+
+
+def active_secrets(provider: str) -> tuple[str, ...]:
+    """The provider's active webhook secrets, newest first (at most MAX_ACTIVE_SECRETS)."""
+    config = secret_json(settings().webhook_secrets_secret, max_age_s=settings().webhook_secret_cache_seconds)
+    value = config.get(provider)
+    found = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else ()
+    if not 1 <= len(found) <= MAX_ACTIVE_SECRETS or not all(isinstance(s, str) and s for s in found):
+        raise RuntimeError(f"webhook secrets for {provider}: need 1 to {MAX_ACTIVE_SECRETS} non-empty strings")
+    return found
+
+
+def receive(
+    delivery: Delivery,
+    *,
+    known_provider: Callable[[str], bool],
+    event_id_of: Callable[[Mapping[str, Any]], str],
+    now_s: int | None = None,
+) -> Received:
+    """Verify and store one delivery (see the module docstring). Raises NotFound (unknown provider),
+    InvalidSignature, ValidationFailed (not JSON, no event id) or AlreadyExists (an event id delivered before with
+    other bytes: the first delivery stands); each after storing the attempt as REJECTED."""
+    received_at = now_rfc3339()
+    body_sha256 = hashlib.sha256(delivery.raw_body).hexdigest()
+
+    def rejected(reason: str, event_id: str | None = None) -> None:
+        inbox.store_rejected(
+            _item(
+                delivery,
+                inbox.rejected_key(delivery.domain, delivery.provider, new_id("whr")),
+                inbox.REJECTED,
+                body_sha256,
+                received_at,
+                reason=reason,
+                event_id=event_id,
+            )
+        )
+
+    if not known_provider(delivery.provider):
+        rejected("unknown_provider")
+        raise NotFound(f"no {delivery.domain} provider named '{delivery.provider}'")
+    try:
+        verified = verify_signature(
+            delivery.signature,
+            delivery.raw_body,
+            active_secrets(delivery.provider),
+            now_s=int(time.time()) if now_s is None else now_s,
+        )
+    except InvalidSignature as refused:
+        rejected(refused.reason)
+        raise
+    try:
+        payload = json.loads(delivery.raw_body)
+        if not isinstance(payload, dict):
+            raise ValidationFailed("the event must be a JSON object")
+        event_id = event_id_of(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError, ValidationFailed) as error:
+        rejected("malformed")
+        if isinstance(error, ValidationFailed):
+            raise
+        raise ValidationFailed("the event is not valid UTF-8 JSON", errors=[{"loc": ["body"], "msg": "JSON"}]) from None
+    item = _item(
+        delivery,
+        inbox.event_key(delivery.domain, delivery.provider, event_id),
+        inbox.RECEIVED,
+        body_sha256,
+        received_at,
+        event_id=event_id,
+        signed_at=verified.timestamp_s,
+        secret_index=verified.secret_index,
+    )
+    stored, first = inbox.receive(item)
+    if not first and stored.body_sha256 != body_sha256:
+        rejected("body_conflict", event_id)
+        raise AlreadyExists(
+            f"event {event_id} was delivered before with another body; the first delivery stands",
+            errors=[{"loc": ["body", "id"], "msg": "same event id, different body"}],
+        )
+    return Received(stored, payload, first)
+
+
+def _item(
+    delivery: Delivery,
+    pk: str,
+    status: str,
+    body_sha256: str,
+    received_at: str,
+    *,
+    reason: str | None = None,
+    event_id: str | None = None,
+    signed_at: int | None = None,
+    secret_index: int | None = None,
+) -> WebhookEventItem:
+    return WebhookEventItem(
+        pk,
+        domain=delivery.domain,
+        provider=delivery.provider,
+        event_id=event_id,
+        status=status,
+        reason=reason,
+        raw_body=delivery.raw_body,
+        body_sha256=body_sha256,
+        signature=(delivery.signature or "")[:1024] or None,
+        signed_at=signed_at,
+        secret_index=secret_index,
+        received_at=received_at,
+        updated_at=received_at,
+        correlation_id=delivery.correlation_id,
+    )
