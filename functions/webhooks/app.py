@@ -1,9 +1,11 @@
-"""Provider webhooks /v1/webhooks/... (no API key: API Gateway Auth NONE). Each delivery is verified by its HMAC
-signature, stored with its hash before anything acts on it, then handed to one kernel service. The tenant comes from
-the matched check, never from a key or the payload alone (docs/kyc.md)."""
+"""Provider webhooks /webhooks/{provider} (API.md; no API key: API Gateway Auth NONE). Each delivery is verified by its
+HMAC signature and stored with its hash before anything acts on it (moncore.providers.webhooks), then handed to the
+receiver of the provider's domain (moncore.providers.registry). The tenant comes from what the event matches (a
+check, a transaction we sent the provider), never from a key or the payload alone."""
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
@@ -15,22 +17,31 @@ from moncore.compliance.kyc import KycService
 from moncore.domain.webhooks import SIGNATURE_HEADER
 from moncore.http.resolver import handle, make_app
 from moncore.http.schemas import Id
+from moncore.providers import registry
+from moncore.providers.webhooks import reject_unknown_provider
 
 logger = Logger()
 app = make_app(logger)
 kyc = KycService()
 
+Receiver = Callable[[str, bytes, str | None, str], tuple[int, dict[str, Any]]]
+RECEIVERS: dict[str, Receiver] = {registry.KYC: kyc.receive_webhook}
 
-@app.post("/v1/webhooks/kyc/<provider>")
-def kyc_webhook(provider: Annotated[Id, Path()]) -> Response[str]:
-    """200 processed / duplicate / ignored; 404 unknown provider or no matching check (stored: redeliver);
+
+@app.post("/webhooks/<provider>")
+def provider_webhook(provider: Annotated[Id, Path()]) -> Response[str]:
+    """200 processed / duplicate / ignored; 404 unknown provider or nothing the event matches (stored: redeliver);
     401 invalid_signature (stored as rejected); 422 malformed (stored as rejected)."""
     event = app.current_event
     raw = event.body or ""
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
-    status, answer = kyc.receive_webhook(
-        provider, body, event.get_header_value(SIGNATURE_HEADER), str(app.context.get("correlation_id", ""))
-    )
+    correlation_id = str(app.context.get("correlation_id", ""))
+    domain = registry.webhook_domain(provider)
+    receiver = RECEIVERS.get(domain or "")
+    signature = event.get_header_value(SIGNATURE_HEADER)
+    if receiver is None:
+        reject_unknown_provider(provider, body, signature, correlation_id)
+    status, answer = receiver(provider, body, signature, correlation_id)
     return Response(status_code=status, content_type="application/json", body=json.dumps(answer))
 
 

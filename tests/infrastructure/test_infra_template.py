@@ -59,11 +59,11 @@ NAME_PROPERTIES = frozenset(
 )
 
 API_ID = "MonCoreApi"
-ROUTE_PREFIXES = ("/v1/", "/admin/v1/")
+ROUTE_PREFIXES = ("/v1/", "/admin/v1/", "/webhooks/")
 PUBLIC_PATHS = frozenset({"/health", "/v1/openapi.json", "/admin/v1/openapi.json", "/docs"})
 # Provider webhooks carry no API key (Authorizer NONE): each delivery is authenticated by its HMAC signature in the
 # handler. Only the dedicated webhooks function, whose role reaches no ledger or balance, may serve them.
-WEBHOOK_PREFIX = "/v1/webhooks/"
+WEBHOOK_PREFIX = "/webhooks/"
 WEBHOOK_FUNCTIONS = frozenset({"WebhooksFunction"})
 AUTHORIZER_FUNCTIONS = {"TenantAuthorizer": "TenantAuthorizerFunction", "AdminAuthorizer": "AdminAuthorizerFunction"}
 
@@ -492,7 +492,7 @@ def route_violations(template: Template) -> list[str]:
                 or path.startswith("/health/")
                 or path in PUBLIC_PATHS
             ):
-                problems.append(f"{where}: path {path} is outside /v1/, /admin/v1/ and /health")
+                problems.append(f"{where}: path {path} is outside /v1/, /admin/v1/, /webhooks/ and /health")
             authorizer = (props.get("Auth") or {}).get("Authorizer")
             if path.startswith(WEBHOOK_PREFIX) != (lid in WEBHOOK_FUNCTIONS):
                 problems.append(
@@ -794,7 +794,7 @@ MUTATIONS: dict[str, tuple[str, Callable[[Template], None]]] = {
     ),
     "webhook_route_on_the_partner_function": (
         "routes",
-        lambda t: _event(t, "PartnerApiFunction", "CreateUser").update(Path="/v1/webhooks/kyc/{provider}"),
+        lambda t: _event(t, "PartnerApiFunction", "CreateUser").update(Path="/webhooks/{provider}"),
     ),
     "partner_route_on_the_webhooks_function": (
         "routes",

@@ -1,5 +1,5 @@
 """KYC through the API (docs/kyc.md): a check is started with the tenant's (sandbox) provider, its advisory result
-arrives as a signed webhook on /v1/webhooks/kyc/{provider} (no API key), and the kernel decides the tier. Also the
+arrives as a signed webhook on /webhooks/{provider} (no API key), and the kernel decides the tier. Also the
 admin tenant-config route, the tier_enforcement job and the verification of tier-limit counters by rebuild.
 
 Webhooks are built by the sandbox adapter's own `completion_event`, signed here with the secret read from Secrets
@@ -25,7 +25,7 @@ from tests.integration.helpers import Tenant, balance, fund, idem, new_account, 
 pytestmark = pytest.mark.xdist_group("integration")
 
 PROVIDER = "sandbox_kyc"
-WEBHOOK = f"/v1/webhooks/kyc/{PROVIDER}"
+WEBHOOK = f"/webhooks/{PROVIDER}"
 EUR = 100  # minor units per euro; tier_0 defaults: 1,000 EUR per transaction, 5,000 EUR balance cap
 
 
@@ -305,7 +305,7 @@ def test_events_for_unknown_or_foreign_checks_are_stored_and_answered_404(
     assert user(call, other, victim)["tier"] == "tier_0"
     # A tenant key reads only its own checks; an unknown provider is 404 and stored as rejected.
     assert call("GET", f"/v1/users/{victim}/kyc-checks/{victim_check['id']}", key=tenant.key).status == 404
-    unknown = call("POST", "/v1/webhooks/kyc/acme_kyc", data=b"{}", headers={"MonCore-Signature": "t=1,v1=00"})
+    unknown = call("POST", "/webhooks/acme_kyc", data=b"{}", headers={"MonCore-Signature": "t=1,v1=00"})
     assert unknown.status == 404
     assert any(i["provider"] == "acme_kyc" and i["reason"] == "unknown_provider" for i in inbox())
 

@@ -2,7 +2,7 @@
 kernel alone decide the user's tier and KYC status (docs/kyc.md; the rules: moncore.domain.kyc).
 
     POST /v1/users/{id}/kyc-checks  -> provider.start_verification -> check PENDING (202, with the provider reference)
-    POST /v1/webhooks/kyc/{provider} (no API key; HMAC signature) -> inbox (stored, deduplicated)
+    POST /webhooks/{provider} (no API key; HMAC signature) -> inbox (stored, deduplicated)
         -> the check it names (reference = tenant:check id, confirmed by the provider reference we stored)
         -> adjudicate -> one transaction: check COMPLETED + user tier/KYC attributes + audit event
         -> referred: a kyc_review case (id derived from the check: opened once)
@@ -166,7 +166,7 @@ class KycService:
     def receive_webhook(
         self, provider: str, raw_body: bytes, signature: str | None, correlation_id: str, *, now_s: int | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """One delivery to /v1/webhooks/kyc/{provider}: (HTTP status, body). Refusals raise (see module docs)."""
+        """One delivery to /webhooks/{provider}: (HTTP status, body). Refusals raise (see module docs)."""
         delivery = webhooks.Delivery(DOMAIN, provider, raw_body, signature, correlation_id)
         received = webhooks.receive(
             delivery,

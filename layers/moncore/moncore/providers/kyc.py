@@ -11,7 +11,7 @@ Which adapter a tenant uses is tenant configuration (`kyc_provider`), never the 
 The sandbox adapter behaves like a real provider's test mode: the outcome is chosen by the applicant's data, here a
 marker `kyc_<scenario>` inside the user's external_ref (e.g. "alice+kyc_pep"), and the result is delivered later as
 a signed webhook. `SandboxKyc.completion_event` builds that webhook body (tests and demos sign it with
-`domain.webhooks.signature_header` and POST it to /v1/webhooks/kyc/sandbox_kyc).
+`domain.webhooks.signature_header` and POST it to /webhooks/sandbox_kyc).
 
 Errors: ProviderUnavailable (retryable: nothing was started that the retry would not find again, since the
 provider's reference derives from our check id), ValidationFailed (unknown provider, malformed event).

@@ -18,11 +18,11 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from moncore.config import settings
 from moncore.domain.clock import now_rfc3339
-from moncore.domain.errors import AlreadyExists, InvalidSignature, NotFound, ValidationFailed
+from moncore.domain.errors import AlreadyExists, InvalidSignature, InvariantViolation, NotFound, ValidationFailed
 from moncore.domain.ids import new_id
 from moncore.domain.webhooks import MAX_ACTIVE_SECRETS, verify_signature
 from moncore.store import webhooks as inbox
@@ -33,7 +33,7 @@ from moncore.store.secrets import secret_json
 @dataclass(frozen=True, slots=True)
 class Delivery:
     domain: str  # kyc, ...
-    provider: str  # from the route: /v1/webhooks/<domain>/<provider>
+    provider: str  # from the route: /webhooks/<provider> (provider names are unique across domains)
     raw_body: bytes
     signature: str | None  # the MonCore-Signature header
     correlation_id: str
@@ -128,6 +128,16 @@ def receive(
             errors=[{"loc": ["body", "id"], "msg": "same event id, different body"}],
         )
     return Received(stored, payload, first)
+
+
+def reject_unknown_provider(provider: str, raw_body: bytes, signature: str | None, correlation_id: str) -> NoReturn:
+    """A delivery for a provider no domain knows: stored as a rejected attempt, answered 404 (NotFound)."""
+    receive(
+        Delivery("unknown", provider, raw_body, signature, correlation_id),
+        known_provider=lambda _: False,
+        event_id_of=lambda _: "",
+    )
+    raise InvariantViolation("receive() accepted a delivery from an unknown provider")
 
 
 def _item(
