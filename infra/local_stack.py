@@ -36,11 +36,15 @@ from infra.gateway import LocalGateway, LocalHTTPServer
 from infra.processes import DynamoDBLocal, MotoServer
 from infra.resources import Endpoints, create_resources
 from infra.scheduler import Scheduler, SchedulerOptions, options_from_environ
+from infra.stepfunctions import LambdaDispatch, create_state_machines
 from infra.template import ResolveContext, evaluate_conditions, load_template, parameter_values
 
 log = logging.getLogger("infra.local_stack")
 
-DEFAULT_PARAMETERS = {"EnvironmentName": "sandbox"}
+# The local stack's tenants settle fundings in the open banking provider's answer (sandbox_open_banking_instant), so
+# the README walkthrough, the e2e tests and the benches need no webhook delivery; a tenant switched to
+# sandbox_open_banking (PATCH /admin/v1/tenants/{id}/config) gets asynchronous outcomes by webhook (docs/providers.md).
+DEFAULT_PARAMETERS = {"EnvironmentName": "sandbox", "DefaultOpenBankingProvider": "sandbox_open_banking_instant"}
 DEFAULT_PORT = 3000
 DEMO_TENANT = {"name": "Demo Tenant", "jurisdictions": ["GB", "FR"]}
 
@@ -72,6 +76,7 @@ class LocalBackend:
         self.moto = MotoServer()
         self.endpoints = Endpoints(dynamodb=self.dynamodb.endpoint_url, aws=self.moto.endpoint_url)
         self.environment: dict[str, str] = {}
+        self.states: LambdaDispatch | None = None
 
     def start(self) -> Self:
         try:
@@ -79,9 +84,13 @@ class LocalBackend:
             self.moto.start()
             self.dynamodb.wait_ready()
             create_resources(self.template, self.ctx, self.endpoints)
+            create_state_machines(self.template, self.ctx, self.endpoints, self.template_path.parent)
         except BaseException:
             self.stop()
             raise
+        # Step Functions' Lambda tasks run in the template's handlers (worker processes, started on first use).
+        self.states = LambdaDispatch(self.template, self.ctx, self.template_path.parent)
+        self.states.install()
         # Before any moncore/handler import: the kernel reads these when its modules load.
         self.environment = shared_environment(self.template, self.ctx, self.endpoints)
         apply_environment(self.environment)
@@ -97,6 +106,8 @@ class LocalBackend:
         return Scheduler(self.template, self.ctx, base_dir=self.template_path.parent, **overrides)
 
     def stop(self) -> None:
+        if self.states is not None:
+            self.states.close()
         self.moto.stop()
         self.dynamodb.stop()
 

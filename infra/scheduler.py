@@ -33,13 +33,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from infra import REPO_ROOT
 from infra.gateway import FUNCTION_TYPE, FunctionPool, function_spec
+from infra.stepfunctions import STATE_MACHINE_TYPE, start_execution
 from infra.template import ResolveContext, TemplateError, resolve, resources_of_type
 from infra.workers import FunctionError
 
@@ -158,7 +159,7 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Schedule:
-    function: str  # logical id of the target function
+    function: str  # logical id of the target: a function, or a state machine (`target` says which)
     event: str  # the event's key under the function's Events
     name: str  # the physical schedule (or rule) name
     kind: str  # ScheduleV2 or Schedule
@@ -169,6 +170,7 @@ class Schedule:
     region: str
     account_id: str
     description: str = ""
+    target: str = "function"  # function | state_machine (an execution is started, not awaited)
 
     @property
     def id(self) -> str:
@@ -201,16 +203,19 @@ def load_schedules(template: Mapping[str, Any], ctx: ResolveContext) -> list[Sch
     """Every ScheduleV2/Schedule event of every function (in template order), intrinsics resolved; refuses what the
     local scheduler cannot honour (see the module docstring) with a ScheduleError naming the function and event."""
     schedules = []
-    for logical_id, resource in resources_of_type(template, FUNCTION_TYPE).items():
+    targets = [(lid, r, "function") for lid, r in resources_of_type(template, FUNCTION_TYPE).items()]
+    targets += [(lid, r, "state_machine") for lid, r in resources_of_type(template, STATE_MACHINE_TYPE).items()]
+    for logical_id, resource, target in targets:
         if not _condition_holds(resource.get("Condition"), ctx):
             continue
         for event_name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
             if event.get("Type") not in SCHEDULE_TYPES:
                 continue
             try:
-                schedules.append(_schedule(logical_id, event_name, event["Type"], event.get("Properties") or {}, ctx))
+                found = _schedule(logical_id, event_name, event["Type"], event.get("Properties") or {}, ctx)
             except ScheduleError as error:
                 raise ScheduleError(f"{logical_id} event {event_name}: {error}") from None
+            schedules.append(replace(found, target=target))
     return schedules
 
 
@@ -338,14 +343,18 @@ class Scheduler:
         self.speed = speed
         self._clock = clock
         self._own_pools: dict[str, FunctionPool] = {}
+        self._state_machines: set[str] = set()
         self._pools: dict[str, FunctionPool] = {}
         if invoke is None:
-            for logical_id in dict.fromkeys(schedule.function for schedule in self.schedules):
+            functions = (schedule.function for schedule in self.schedules if schedule.target == "function")
+            self._state_machines = {s.function for s in self.schedules if s.target == "state_machine"}
+            for logical_id in dict.fromkeys(functions):
                 pool = (pools or {}).get(logical_id)
                 if pool is None:
                     spec = function_spec(template, logical_id, ctx, base_dir)
                     pool = self._own_pools[logical_id] = FunctionPool(spec, max_containers)
                 self._pools[logical_id] = pool
+        self._ctx = ctx
         self._invoke = invoke or self._invoke_pool
         self._lock = threading.Lock()
         self._state = _State()
@@ -428,6 +437,8 @@ class Scheduler:
             return list(self._history)
 
     def _invoke_pool(self, function: str, event: Any) -> Any:
+        if function in self._state_machines:
+            return start_execution(self._ctx.refs[function], event)
         return self._pools[function].invoke(event)
 
     def _run(self, schedule: Schedule, due_at: datetime | None) -> Run:

@@ -31,6 +31,10 @@ from moncore.http.schemas import (
     OpenCase,
     StatusReason,
 )
+from moncore.ledger.card_events import CardEventReceiver
+from moncore.ledger.open_banking import OpenBankingService
+from moncore.providers import registry
+from moncore.providers.replay import Receiver, WebhookEvents
 from moncore.tenancy.capabilities import CapabilityService
 from moncore.tenancy.keys import IssuedKey
 from moncore.tenancy.service import TenancyService
@@ -43,6 +47,14 @@ capabilities = CapabilityService(tenancy)
 freezes = FreezeService()
 kyc = KycService(tenancy, cases)
 watchlists = WatchlistService()
+# Operator replays run a stored delivery through its domain's receiver, as functions/webhooks/app.py RECEIVERS
+# would: one line per domain, like there.
+REPLAY_RECEIVERS: dict[str, Receiver] = {
+    registry.KYC: kyc.receive_webhook,
+    registry.CARDS: CardEventReceiver().receive_webhook,
+    registry.OPEN_BANKING: OpenBankingService(tenancy).receive_webhook,
+}
+webhook_events = WebhookEvents(REPLAY_RECEIVERS)
 app.configure_openapi(
     title="MonCore admin API",
     version="1.0.0",
@@ -121,6 +133,35 @@ def list_aml_events(
     if subject_id is not None:
         return {"items": aml.events_of(tenant_id, subject_id), "next_cursor": None}
     return aml.list_events(tenant_id, limit=limit, cursor=cursor)
+
+
+EventKey = Annotated[str, Path(min_length=1, max_length=400, pattern=r"^[A-Za-z0-9_\-]+$")]
+REPLAYERS = ("operator", "admin")
+
+
+@app.get("/admin/v1/webhook-events")
+def list_webhook_events(
+    provider: Annotated[Id, Query()],
+    status: Annotated[Literal["RECEIVED", "PROCESSED", "IGNORED", "UNMATCHED", "REJECTED"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    """A provider's stored deliveries (accepted and rejected), newest first; filtered pages may be short."""
+    admin_caller(app)
+    return webhook_events.list_events(provider=provider, status=status, limit=limit, cursor=cursor)
+
+
+@app.get("/admin/v1/webhook-events/<event_key>")
+def get_webhook_event(event_key: EventKey) -> dict[str, Any]:
+    admin_caller(app)
+    return webhook_events.get_event(event_key)
+
+
+@app.post("/admin/v1/webhook-events/<event_key>/replay")
+def replay_webhook_event(event_key: EventKey) -> dict[str, Any]:
+    """Re-run a stored delivery through its receiver without the 5-minute tolerance (its HMAC is checked again);
+    idempotent: an event processed before changes nothing. Audited (`webhook_event.replayed`)."""
+    return webhook_events.replay(admin_caller(app, *REPLAYERS), event_key)
 
 
 @app.get("/admin/v1/cases/<case_id>")

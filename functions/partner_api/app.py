@@ -9,37 +9,51 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from moncore.compliance.kyc import KycService
 from moncore.compliance.screening.service import ScreeningService
+from moncore.domain.cards import CardAction
 from moncore.domain.clock import parse_instant
 from moncore.http.resolver import handle, idempotent, make_app, tenant_caller
 from moncore.http.schemas import (
     Capture,
+    CardStatusChange,
     CreateAccount,
     CreateConversion,
     CreateFunding,
+    CreateFxQuote,
+    CreateQrPayment,
     CreateTransfer,
     CreateUser,
+    CreateWithdrawal,
     Id,
+    IssueCard,
+    PayQrPayment,
     Reverse,
     ScreeningCheck,
     StartKycCheck,
     Void,
 )
+from moncore.ledger.cards import CardService
 from moncore.ledger.exposure import tenant_exposure, user_exposure
 from moncore.ledger.fx import FxService
 from moncore.ledger.lifecycle import LifecycleService
+from moncore.ledger.qr import QrService
 from moncore.ledger.service import LedgerService
+from moncore.ledger.withdrawals import WithdrawalService
 
 logger = Logger()
 app = make_app(logger)
 ledger = LedgerService()
 lifecycle = LifecycleService()
 fx = FxService()
+qr = QrService()
 screening = ScreeningService()
 kyc = KycService()
+withdrawals = WithdrawalService()
+cards = CardService()
 app.configure_openapi(
     title="MonCore partner API",
     version="1.0.0",
-    description="Partner plane: users, accounts, fundings, transfers, FX conversions, transactions.",
+    description="Partner plane: users, accounts, fundings, transfers, FX quotes and conversions, QR payments, "
+    "transactions.",
 )
 
 PathId = Annotated[Id, Path()]
@@ -108,6 +122,15 @@ def create_funding(body: CreateFunding) -> Response[str]:
     return idempotent(app, who, lambda req: ledger.fund(who, req, **body.model_dump()))
 
 
+@app.post("/v1/withdrawals")
+def create_withdrawal(body: CreateWithdrawal) -> Response[str]:
+    """201 AUTHORIZED: the funds are held and the payout was handed to the tenant's open banking provider (or held
+    for a compliance case); its webhook settles it (SETTLED) or fails it (REVERSED, funds back). 403
+    capability_disabled until the tenant's issuer onboarding made `withdrawals` live."""
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: withdrawals.withdraw(who, req, **body.model_dump()))
+
+
 @app.post("/v1/transfers")
 def create_transfer(body: CreateTransfer) -> Response[str]:
     who = tenant_caller(app)
@@ -118,6 +141,66 @@ def create_transfer(body: CreateTransfer) -> Response[str]:
 def create_fx_conversion(body: CreateConversion) -> Response[str]:
     who = tenant_caller(app)
     return idempotent(app, who, lambda req: fx.convert(who, req, **body.model_dump()))
+
+
+@app.post("/v1/fx/quotes")
+def create_fx_quote(body: CreateFxQuote) -> Response[str]:
+    """201: a firm quote from the tenant's FX provider; POST /v1/fx/conversions executes it once before it expires."""
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: fx.quote(who, req, **body.model_dump()))
+
+
+@app.get("/v1/fx/quotes/<quote_id>")
+def get_fx_quote(quote_id: PathId) -> dict[str, Any]:
+    return fx.get_quote(tenant_caller(app), quote_id)
+
+
+@app.post("/v1/qr-payments")
+def create_qr_payment(body: CreateQrPayment) -> Response[str]:
+    """201: a merchant's payment request with its EMVCo merchant-presented payload (status OPEN)."""
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: qr.create(who, req, **body.model_dump()))
+
+
+@app.post("/v1/qr-payments/pay")
+def pay_qr_payment(body: PayQrPayment) -> Response[str]:
+    """201: the transaction (type qr_payment) paying the request, once, before it expires."""
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: qr.pay(who, req, **body.model_dump()))
+
+
+@app.get("/v1/qr-payments/<qr_payment_id>")
+def get_qr_payment(qr_payment_id: PathId) -> dict[str, Any]:
+    return qr.get(tenant_caller(app), qr_payment_id)
+
+
+@app.post("/v1/cards")
+def issue_card(body: IssueCard) -> Response[str]:
+    """201: a card issued by the tenant's card issuer (capability card_issuing; 403 capability_disabled before)."""
+    who = tenant_caller(app)
+    return idempotent(app, who, lambda req: cards.issue_card(who, req, **body.model_dump()))
+
+
+@app.get("/v1/cards/<card_id>")
+def get_card(card_id: PathId) -> dict[str, Any]:
+    return cards.get_card(tenant_caller(app), card_id)
+
+
+@app.post("/v1/cards/<card_id>/freeze")
+def freeze_card(card_id: PathId, body: CardStatusChange) -> dict[str, Any]:
+    """200: frozen (its authorisations are declined); asking again is 200 too. 503 if the issuer was not told."""
+    return cards.change_status(tenant_caller(app), card_id, CardAction.FREEZE, reason=body.reason)
+
+
+@app.post("/v1/cards/<card_id>/unfreeze")
+def unfreeze_card(card_id: PathId, body: CardStatusChange) -> dict[str, Any]:
+    return cards.change_status(tenant_caller(app), card_id, CardAction.UNFREEZE, reason=body.reason)
+
+
+@app.post("/v1/cards/<card_id>/close")
+def close_card(card_id: PathId, body: CardStatusChange) -> dict[str, Any]:
+    """200: closed for good (409 on a later freeze or unfreeze)."""
+    return cards.change_status(tenant_caller(app), card_id, CardAction.CLOSE, reason=body.reason)
 
 
 @app.post("/v1/transactions/<txn_id>/capture")

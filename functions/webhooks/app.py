@@ -17,15 +17,23 @@ from moncore.compliance.kyc import KycService
 from moncore.domain.webhooks import SIGNATURE_HEADER
 from moncore.http.resolver import handle, make_app
 from moncore.http.schemas import Id
+from moncore.ledger.card_events import CardEventReceiver
+from moncore.ledger.open_banking import OpenBankingService
 from moncore.providers import registry
 from moncore.providers.webhooks import reject_unknown_provider
 
 logger = Logger()
 app = make_app(logger)
 kyc = KycService()
+card_events = CardEventReceiver()
+open_banking = OpenBankingService()
 
 Receiver = Callable[[str, bytes, str | None, str], tuple[int, dict[str, Any]]]
-RECEIVERS: dict[str, Receiver] = {registry.KYC: kyc.receive_webhook}
+RECEIVERS: dict[str, Receiver] = {
+    registry.KYC: kyc.receive_webhook,
+    registry.CARDS: card_events.receive_webhook,
+    registry.OPEN_BANKING: open_banking.receive_webhook,
+}
 
 
 @app.post("/webhooks/<provider>")

@@ -21,7 +21,14 @@ pytestmark = [pytest.mark.infrastructure, pytest.mark.xdist_group("infrastructur
 
 Template = dict[str, Any]
 
-APPEND_ONLY_TABLES = ("LedgerTable", "GuardsTable", "AuditTable", "ExceptionsTable", "AmlEventsTable")
+APPEND_ONLY_TABLES = (
+    "LedgerTable",
+    "GuardsTable",
+    "AuditTable",
+    "ExceptionsTable",
+    "AmlEventsTable",
+    "SettlementsTable",
+)
 # Every function role must carry an explicit Deny of these on the append-only tables (DESIGN.md invariant 3).
 REQUIRED_DENY_ACTIONS = ("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
 # No Allow may grant any of these on an append-only table (PartiQL UPDATE/DELETE are the same writes by another API).

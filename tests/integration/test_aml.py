@@ -94,7 +94,7 @@ def test_an_ordinary_transfer_is_allowed_with_its_aml_event_and_moves_the_veloci
     compliance = made.json()["compliance"]
     aml = next(check for check in compliance["checks"] if check.get("check") == "aml")
     assert compliance["decision"] == "allow"
-    assert (aml["decision"], aml["score"], aml["reasons"], aml["ruleset"]) == ("allow", 0, [], "aml-2026.11-1")
+    assert (aml["decision"], aml["score"], aml["reasons"], aml["ruleset"]) == ("allow", 0, [], "aml-2026.11-2")
     (event,) = aml_events(call, officer, tenant, made.json()["id"])
     assert event["inputs_sha256"] == aml["inputs_sha256"] and event["decision"] == "allow"
     assert len(stored_aml_events(made.json()["id"])) == 1

@@ -133,7 +133,9 @@ def test_eur_jpy_bhd_conversions_round_down_through_the_fx_positions(
         "JPY",
     )
     assert (fx["exact_target_minor"], fx["remainder_target_minor"]) == ("2003.399", "0.399")
-    assert txn["provider"] == {"name": "sandbox_fx", "reference": fx["quote_id"]}
+    # The provider reference is the provider's trade (what its statement shows); the quote stays in the attribution.
+    assert txn["provider"]["name"] == "sandbox_fx" and txn["provider"]["reference"].startswith("sbxfxt_")
+    assert txn["provider"]["reference"] != fx["quote_id"]
     assert [(leg["account_id"], leg["currency"], leg["amount_minor"], leg["phase"]) for leg in txn["legs"]] == [
         (eur, "EUR", -1_234, "SETTLED"),
         ("sys_fx_position_eur", "EUR", 1_234, "SETTLED"),

@@ -27,12 +27,13 @@ CAPTURE_AND_REFUND = [("authorization", 5_000), ("capture", 5_000), ("refund", 2
 @pytest.fixture(scope="module")
 def card_tenant(call: Any, admin_key: str) -> Tenant:
     tenant = new_tenant(call, admin_key, "Cards")
-    # Card authorisations are gated by the issuer-gated capability card_issuing (disabled until onboarding); the admin
-    # capabilities endpoint arrives with issue 4, so the test switches it on in the tenant record.
+    # Card authorisations are gated by the issuer-gated capability card_issuing and clearings (captures, refunds) by
+    # card_clearing (both disabled until onboarding; shadow clearings post nothing, see test_cards.py for the admin
+    # flow): the test switches both on in the tenant record.
     table = boto3.resource("dynamodb").Table(os.environ["MONCORE_TENANTS_TABLE"])
     table.update_item(
         Key={"pk": tenant.id},
-        UpdateExpression="SET capabilities.card_issuing = :live",
+        UpdateExpression="SET capabilities.card_issuing = :live, capabilities.card_clearing = :live",
         ExpressionAttributeValues={":live": "live"},
     )
     return tenant

@@ -52,6 +52,20 @@ def test_structuring_is_a_just_below_threshold_payment_after_others_the_same_day
     assert evaluate(transfer(950 * EUR, payer=party(velocity=earlier))).decision is Decision.REVIEW
 
 
+def test_card_purchases_and_withdrawals_are_scored_as_outgoing_payments() -> None:
+    def outgoing(operation: Operation, amount_minor: int, payer: Party) -> list[str]:
+        return rules(AmlInputs(operation, amount_minor, "EUR", NOW, payer, None))
+
+    arrived = party(velocity=Velocity(in_1h=Window(1, 1_000 * EUR)))
+    assert outgoing(Operation.WITHDRAWAL, 900 * EUR, arrived) == ["rapid_in_out"]  # passed on to another account
+    assert outgoing(Operation.CARD_AUTHORIZATION, 900 * EUR, arrived) == []  # top up and spend: a prepaid card's use
+    earlier = party(velocity=Velocity(out_24h=Window(1, 200 * EUR)))
+    assert outgoing(Operation.CARD_AUTHORIZATION, 950 * EUR, earlier) == ["structuring"]
+    assert outgoing(Operation.WITHDRAWAL, 950 * EUR, earlier) == ["structuring"]
+    assert outgoing(Operation.CARD_AUTHORIZATION, 10 * EUR, party("MC")) == ["high_risk_country"]
+    assert outgoing(Operation.FX_CONVERSION, 950 * EUR, earlier) == []  # the user's own money stays the user's
+
+
 def test_first_large_funding_of_a_new_user() -> None:
     new = party(created_at="2026-11-20T00:00:00Z")
     funding = AmlInputs(Operation.FUNDING, 10_000 * EUR, "EUR", NOW, None, new)
@@ -74,7 +88,7 @@ def test_high_risk_country_and_two_flags_block() -> None:
 def test_the_inputs_hash_changes_with_any_input_and_names_the_ruleset() -> None:
     one, two = evaluate(transfer(10 * EUR)), evaluate(transfer(11 * EUR))
     assert one.inputs_hash != two.inputs_hash and len(one.inputs_hash) == 64
-    assert one.record()["ruleset"] == "aml-2026.11-1" == one.inputs.record()["ruleset"]
+    assert one.record()["ruleset"] == "aml-2026.11-2" == one.inputs.record()["ruleset"]
 
 
 def test_thresholds_scale_per_currency_in_minor_units() -> None:

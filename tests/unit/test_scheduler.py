@@ -150,7 +150,7 @@ def test_every_schedule_event_of_the_real_template_is_honoured(template_path: Pa
     declared = {
         (logical_id, event_name)
         for logical_id, resource in template["Resources"].items()
-        if resource.get("Type") == "AWS::Serverless::Function"
+        if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
         for event_name, event in (resource.get("Properties", {}).get("Events") or {}).items()
         if "Schedule" in str(event.get("Type"))
     }
@@ -161,7 +161,11 @@ def test_every_schedule_event_of_the_real_template_is_honoured(template_path: Pa
     assert by_event["ExpireHolds"].input == {"job": "expire_holds"}
     assert by_event["ExpireHolds"].name == "moncore-sandbox-expire-holds"  # !Sub resolved
     assert by_event["DailySnapshots"].trigger == DailyCron("cron(15 0 * * ? *)", 0, 15)
-    assert all(s.enabled and isinstance(s.input, dict) and s.input.get("job") for s in schedules)
+    jobs = [s for s in schedules if s.target == "function"]
+    assert all(s.enabled and isinstance(s.input, dict) and s.input.get("job") for s in jobs)
+    # A state machine's schedule starts an execution with its Input (every tenant, the last closed day).
+    assert by_event["DailySettlement"].target == "state_machine"
+    assert by_event["DailySettlement"].input == {"tenant_id": None, "date": None}
 
 
 SCHEDULES = """

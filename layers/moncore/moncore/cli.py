@@ -3,9 +3,12 @@
 moncore admin create-key --name NAME [--role admin]   issue an admin API key (operator bootstrap; prints it once)
 moncore money format AMOUNT_MINOR CURRENCY            render minor units as the API's decimal string
 moncore screening score NAME1 NAME2                   the screening engine's score (0..1) and explanation for a pair
+moncore statements parse FILE                         parse a camt.053 / camt.054 / MT940 file: one JSON object per
+                                                      entry and per balance (docs/reconciliation.md); 2 if malformed
 moncore jobs run JOB --tenant T [--date D]            run a scheduled job (expire_holds, snapshot, rebuild_verify,
-                                                      rebuild_restore, rescreen, tier_enforcement) for one tenant;
-                                                      prints its report as JSON
+                                                      rebuild_restore, rescreen, tier_enforcement, aml_sweep) for one
+                                                      tenant and print its report as JSON; `settlement` starts the
+                                                      state machine and follows it with a progress bar
 
 Kernel commands use the stack's function environment variables (table names, endpoints). When they are not set, the
 environment the local stack (`make run`) wrote into its state file is used: $MONCORE_STATE_DIR/stack.json, else
@@ -46,12 +49,17 @@ def _use_stack_environment(stack_file: str | None) -> None:
     os.environ.update({str(name): str(value) for name, value in environment.items()})
 
 
+WORKFLOWS = ("settlement",)  # jobs that are state machines (Step Functions), not Jobs-function runs
+
+
 def _run_job(args: argparse.Namespace) -> int:
     try:
         _use_stack_environment(args.stack_file)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.job in WORKFLOWS:
+        return _run_workflow(args)
     from moncore.domain.errors import DomainError  # noqa: PLC0415 - after the environment is set
     from moncore.ledger.jobs import JobFailed, run_job  # noqa: PLC0415
 
@@ -65,6 +73,52 @@ def _run_job(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _run_workflow(args: argparse.Namespace) -> int:
+    """Start the job's state machine (the stack's `moncore-<env>-<job>`) and follow it with a progress bar on stderr
+    until it ends; prints the execution's output (or its error) as JSON. Exit 0 succeeded, 1 failed."""
+    import time  # noqa: PLC0415
+
+    import boto3  # noqa: PLC0415
+
+    client = boto3.client("stepfunctions")
+    prefix = os.environ.get("MONCORE_LEDGER_TABLE", "moncore-sandbox-ledger").rsplit("-", 1)[0]
+    machines = {m["name"]: m["stateMachineArn"] for m in client.list_state_machines()["stateMachines"]}
+    arn = machines.get(f"{prefix}-{args.job}")
+    if arn is None:
+        print(f"error: no state machine {prefix}-{args.job} (is the stack running?)", file=sys.stderr)
+        return 2
+    payload = {"tenant_id": args.tenant, "date": args.date}
+    execution = client.start_execution(
+        stateMachineArn=arn, name=f"cli-{args.job}-{int(time.time() * 1000)}", input=json.dumps(payload)
+    )["executionArn"]
+    started = time.monotonic()
+    while True:
+        described = client.describe_execution(executionArn=execution)
+        events = client.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        _progress(args.job, events, time.monotonic() - started)
+        if described["status"] != "RUNNING":
+            print(file=sys.stderr)
+            break
+        time.sleep(0.5)
+    if described["status"] == "SUCCEEDED":
+        print(json.dumps(json.loads(described.get("output") or "null"), indent=2))
+        return 0
+    print(json.dumps({"status": described["status"], "error": described.get("error"), "cause": described.get("cause")}))
+    return 1
+
+
+def _progress(job: str, events: list[dict[str, object]], elapsed_s: float) -> None:
+    """One line, redrawn: Map iterations done out of started (the batches), elapsed time and an ETA."""
+    started = sum(1 for e in events if e.get("type") == "MapIterationStarted")
+    done = sum(1 for e in events if e.get("type") == "MapIterationSucceeded")
+    total = max(started, 1)
+    width = 30
+    filled = int(width * done / total)
+    eta = f"{elapsed_s / done * (total - done):.0f}s" if done and done < total else "-"
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\r{job} [{bar}] {done}/{started} batches, {elapsed_s:.0f}s elapsed, eta {eta}", end="", file=sys.stderr)
 
 
 def _format_money(args: argparse.Namespace) -> int:
@@ -93,6 +147,26 @@ def _screening_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _statements_parse(args: argparse.Namespace) -> int:
+    """Every entry and balance of a statement file as JSON lines. The file is read twice: first validated to its end,
+    then printed, so a malformed file prints nothing on stdout (no partial statement to mistake for a whole one)."""
+    from moncore.domain.errors import StatementMalformed  # noqa: PLC0415
+    from moncore.reconciliation.statements import parse_statement  # noqa: PLC0415 - lxml only when needed
+
+    try:
+        for _ in parse_statement(args.file):
+            pass
+        for record in parse_statement(args.file):
+            print(json.dumps(record.to_dict(), ensure_ascii=False))
+    except StatementMalformed as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="moncore", description="MonCore kernel command line")
     root.add_argument("--version", action="version", version=f"moncore {__version__}")
@@ -118,14 +192,28 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("name2", help="the name as listed")
     score.set_defaults(run=_screening_score)
 
+    statements = commands.add_parser("statements", help="bank statements").add_subparsers(dest="action", required=True)
+    parse = statements.add_parser("parse", help="print a camt.053/camt.054/MT940 file's entries and balances as JSON")
+    parse.add_argument("file", help="the statement file")
+    parse.set_defaults(run=_statements_parse)
+
     jobs = commands.add_parser("jobs", help="scheduled jobs").add_subparsers(dest="action", required=True)
     run = jobs.add_parser("run", help="run a scheduled job for one tenant now")
     run.add_argument(
         "job",
-        choices=["expire_holds", "snapshot", "rebuild_verify", "rebuild_restore", "rescreen", "tier_enforcement"],
+        choices=[
+            "expire_holds",
+            "snapshot",
+            "rebuild_verify",
+            "rebuild_restore",
+            "rescreen",
+            "tier_enforcement",
+            "aml_sweep",
+            *WORKFLOWS,
+        ],
     )
     run.add_argument("--tenant", required=True, help="tenant id")
-    run.add_argument("--date", help="snapshot day YYYY-MM-DD (default: the last closed UTC day)")
+    run.add_argument("--date", help="snapshot or settlement day YYYY-MM-DD (default: the last closed UTC day)")
     run.add_argument("--stack-file", help="local stack state file (default $MONCORE_STATE_DIR/stack.json)")
     run.set_defaults(run=_run_job)
     return root

@@ -22,9 +22,11 @@ class Settings:
     snapshots_table: str
     exceptions_table: str
     aml_events_table: str
+    settlements_table: str
     provider_events_table: str
     kyc_checks_table: str
     webhook_events_table: str
+    cards_table: str
     counters_table: str
     cases_table: str
     screening_table: str
@@ -33,6 +35,7 @@ class Settings:
     idempotency_table: str
     audit_table: str
     approvals_table: str
+    offers_table: str  # QR payment requests and FX quotes (written once; their use is a guard)
     api_key_pepper_secret: str
     webhook_secrets_secret: str  # JSON {provider: secret | [newest, being retired]}
     evidence_bucket: str
@@ -42,6 +45,8 @@ class Settings:
     hot_account_shards: int
     tenant_cache_seconds: float
     webhook_secret_cache_seconds: float
+    default_open_banking_provider: str  # the adapter new tenants get (a counterparty: a stack parameter)
+    provider_plugins: str  # comma-separated modules registering extra provider adapters (providers/plugins.py)
     region: str
 
 
@@ -61,9 +66,11 @@ def settings() -> Settings:
         snapshots_table=_env("MONCORE_SNAPSHOTS_TABLE", "moncore-snapshots"),
         exceptions_table=_env("MONCORE_EXCEPTIONS_TABLE", "moncore-exceptions"),
         aml_events_table=_env("MONCORE_AML_EVENTS_TABLE", "moncore-aml-events"),
+        settlements_table=_env("MONCORE_SETTLEMENTS_TABLE", "moncore-settlements"),
         provider_events_table=_env("MONCORE_PROVIDER_EVENTS_TABLE", "moncore-provider-events"),
         kyc_checks_table=_env("MONCORE_KYC_CHECKS_TABLE", "moncore-kyc-checks"),
         webhook_events_table=_env("MONCORE_WEBHOOK_EVENTS_TABLE", "moncore-webhook-events"),
+        cards_table=_env("MONCORE_CARDS_TABLE", "moncore-cards"),
         counters_table=_env("MONCORE_COUNTERS_TABLE", "moncore-counters"),
         cases_table=_env("MONCORE_CASES_TABLE", "moncore-cases"),
         screening_table=_env("MONCORE_SCREENING_TABLE", "moncore-screening"),
@@ -72,6 +79,7 @@ def settings() -> Settings:
         idempotency_table=_env("MONCORE_IDEMPOTENCY_TABLE", "moncore-idempotency"),
         audit_table=_env("MONCORE_AUDIT_TABLE", "moncore-audit"),
         approvals_table=_env("MONCORE_APPROVALS_TABLE", "moncore-approvals"),
+        offers_table=_env("MONCORE_OFFERS_TABLE", "moncore-offers"),
         api_key_pepper_secret=_env("MONCORE_API_KEY_PEPPER_SECRET", "moncore-api-key-pepper"),
         webhook_secrets_secret=_env("MONCORE_WEBHOOK_SECRETS", "moncore-webhook-signing-secrets"),
         evidence_bucket=_env("MONCORE_EVIDENCE_BUCKET", ""),
@@ -81,5 +89,7 @@ def settings() -> Settings:
         hot_account_shards=int(_env("MONCORE_HOT_ACCOUNT_SHARDS", "1")),
         tenant_cache_seconds=float(_env("MONCORE_TENANT_CACHE_SECONDS", "15")),
         webhook_secret_cache_seconds=float(_env("MONCORE_WEBHOOK_SECRET_CACHE_SECONDS", "300")),
+        default_open_banking_provider=_env("MONCORE_DEFAULT_OPEN_BANKING_PROVIDER", "sandbox_open_banking"),
+        provider_plugins=_env("MONCORE_PROVIDER_PLUGINS", ""),
         region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "eu-west-1")),
     )

@@ -34,7 +34,7 @@ from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, RequestIdentity, Result
 from moncore.domain.errors import AlreadyExists, Forbidden, InvalidStateTransition, NotFound, ValidationFailed
 from moncore.domain.ids import derived_id
-from moncore.domain.transactions import TxnStatus
+from moncore.domain.transactions import TxnStatus, TxnType
 from moncore.ledger import views
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.store import cases as case_store
@@ -158,6 +158,11 @@ class CaseService:
             fingerprint={},
         )
         status = views.txn_state(stored).status
+        if outcome is CaseOutcome.RELEASED and stored.header.type == TxnType.WITHDRAWAL.value:
+            # A held withdrawal goes ahead by being sent to its provider, not by a capture: its webhook settles it.
+            from moncore.ledger.withdrawals import release_held  # noqa: PLC0415 - withdrawals build on compliance
+
+            return release_held(officer, item)
         if outcome is CaseOutcome.RELEASED:
             result = self._lifecycle.capture(officer, op, item.txn_id, amount_minor=None)
         elif status is TxnStatus.SETTLED:  # a retry finds its reversal (derived from the op) and replays it

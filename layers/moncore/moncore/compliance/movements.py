@@ -111,9 +111,12 @@ class MovementChecks:
             payer = None  # the money stays with its owner in the same currency
         config = self._tenancy.tenant_config(tenant_id)
         moving = [ref for ref in (debit, credit) if ref and ref.kind is AccountKind.USER]
-        # Velocity is read (and later charged) for payments between users and fundings; a conversion moves nothing
-        # to anyone else, and money staying with its owner is no movement at all.
-        counted = aml in (Operation.TRANSFER, Operation.FUNDING) and not own_money
+        # Velocity is read (and later charged) for payments between users, card payments, withdrawals and fundings; a
+        # conversion moves nothing to anyone else, and money staying with its owner is no movement at all.
+        counted = (
+            aml in (Operation.TRANSFER, Operation.FUNDING, Operation.CARD_AUTHORIZATION, Operation.WITHDRAWAL)
+            and not own_money
+        )
         velocity_of = [(ref.user_id or "", ref.currency) for ref in moving] if counted else []
         users, velocity = _users(tenant_id, moving, velocity_of)
         checks: list[dict[str, Any]] = []

@@ -26,7 +26,7 @@ from moncore.domain.limits import CURRENCY_UNIT_MINOR
 from moncore.domain.money import currency_exponent
 from moncore.domain.velocity import Velocity, parse
 
-RULESET_VERSION = "aml-2026.11-1"
+RULESET_VERSION = "aml-2026.11-2"  # -2: card authorisations and withdrawals are scored like transfers
 REVIEW_AT = 50
 BLOCK_AT = 100
 
@@ -73,7 +73,17 @@ class Operation(StrEnum):
     TRANSFER = "transfer"
     FUNDING = "funding"
     FX_CONVERSION = "fx_conversion"
+    CARD_AUTHORIZATION = "card_authorization"  # money leaves the cardholder for a merchant (no payee user)
+    WITHDRAWAL = "withdrawal"  # money leaves the user for an external IBAN (no payee user)
     SWEEP = "sweep"  # the scheduled sweep's finding about a user (no request)
+
+
+# Operations where the payer's money leaves it for someone else: the payment rules (rapid in-and-out, structuring,
+# high-risk country) score them alike.
+OUTGOING_PAYMENTS = frozenset({Operation.TRANSFER, Operation.CARD_AUTHORIZATION, Operation.WITHDRAWAL})
+# Of those, the ones that pass money on to another person or account (the mule pattern rapid_in_out looks for). A card
+# purchase is not one: topping up a card and spending it at once is how prepaid cards are normally used.
+PASS_ON_PAYMENTS = frozenset({Operation.TRANSFER, Operation.WITHDRAWAL})
 
 
 class Decision(StrEnum):
@@ -179,7 +189,7 @@ def evaluate(inputs: AmlInputs) -> AmlDecision:
 def rapid_in_out(inputs: AmlInputs) -> Reason | None:
     """Money that arrived within the hour leaves again at once (a pass-through or mule account)."""
     payer = inputs.payer
-    if inputs.operation is not Operation.TRANSFER or payer is None:
+    if inputs.operation not in PASS_ON_PAYMENTS or payer is None:
         return None
     received = payer.velocity.in_1h.amount_minor
     sent = payer.velocity.out_1h.amount_minor + inputs.amount_minor
@@ -198,7 +208,7 @@ def rapid_in_out(inputs: AmlInputs) -> Reason | None:
 def structuring(inputs: AmlInputs) -> Reason | None:
     """Payments just below the threshold that together exceed it within a day (splitting to stay under it)."""
     payer = inputs.payer
-    if inputs.operation is not Operation.TRANSFER or payer is None:
+    if inputs.operation not in OUTGOING_PAYMENTS or payer is None:
         return None
     threshold = units_minor(THRESHOLD_UNITS, inputs.currency)
     just_below = inputs.amount_minor * 100 >= threshold * STRUCTURING_BAND_PERCENT and inputs.amount_minor < threshold
@@ -230,8 +240,9 @@ def first_large_funding(inputs: AmlInputs) -> Reason | None:
 
 
 def high_risk_country(inputs: AmlInputs) -> Reason | None:
-    """A party of a payment between users resides in a FATF increased-monitoring jurisdiction."""
-    if inputs.operation is not Operation.TRANSFER:
+    """A party of a payment (between users, or a cardholder paying a merchant) resides in a FATF increased-monitoring
+    jurisdiction."""
+    if inputs.operation not in OUTGOING_PAYMENTS:
         return None
     listed = sorted(
         {

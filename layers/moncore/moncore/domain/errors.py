@@ -98,6 +98,14 @@ class AccountNotActive(DomainError):
     title = "Account Not Active"
 
 
+class CardNotActive(DomainError):
+    """The card is frozen or closed (moncore.ledger.cards): its authorisations are declined."""
+
+    code = "card_not_active"
+    status = 422
+    title = "Card Not Active"
+
+
 class LimitExceeded(DomainError):
     """A KYC tier limit (per transaction, daily, monthly, balance cap) refused the movement; `errors` names which."""
 
@@ -160,6 +168,64 @@ class ProviderUnavailable(DomainError):
     status = 503
     title = "Provider Unavailable"
     retryable = True
+
+
+# ---- QR payments and FX quotes (docs/providers.md): one-shot offers that expire; nothing is posted on any of these.
+class QrPayloadInvalid(DomainError):
+    """An EMV QR payload that does not parse, fails its CRC, or is not the one issued for its payment request."""
+
+    code = "qr_payload_invalid"
+    status = 422
+    title = "Invalid QR Payload"
+
+
+class QrPaymentExpired(DomainError):
+    code = "qr_payment_expired"
+    status = 422
+    title = "QR Payment Request Expired"
+
+
+class QrPaymentAlreadyPaid(DomainError):
+    code = "qr_payment_already_paid"
+    status = 409
+    title = "QR Payment Request Already Paid"
+
+
+class QrPaymentMismatch(DomainError):
+    """The payer confirmed another amount than the payment request's (the amount is always the request's)."""
+
+    code = "qr_payment_mismatch"
+    status = 422
+    title = "QR Payment Mismatch"
+
+
+class QuoteExpired(DomainError):
+    code = "quote_expired"
+    status = 422
+    title = "Quote Expired"
+
+
+class QuoteAlreadyUsed(DomainError):
+    code = "quote_already_used"
+    status = 409
+    title = "Quote Already Used"
+
+
+class QuoteMismatch(DomainError):
+    """A conversion whose accounts, amount or currency differ from the quote it names."""
+
+    code = "quote_mismatch"
+    status = 422
+    title = "Quote Mismatch"
+
+
+class StatementMalformed(DomainError):
+    """A bank statement file (camt.053/054, MT940) that cannot be read as one; `detail` names the place (line, element
+    or tag) and what is wrong (docs/reconciliation.md). The file is kept; nothing of it is reconciled."""
+
+    code = "statement_malformed"
+    status = 422
+    title = "Malformed Statement"
 
 
 class InvariantViolation(Exception):

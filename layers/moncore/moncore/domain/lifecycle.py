@@ -1,6 +1,7 @@
 """The transaction lifecycle as pure functions: fold stored events into a state, plan the next event or refuse it.
 
     CREATED -> AUTHORIZED -> SETTLED          (captures up to the held amount; the remainder released)
+    AUTHORIZED -> AUTHORIZED                  (an increase: a card's incremental authorisation holds more)
     CREATED | AUTHORIZED -> REVERSED          (void or expiry before any capture)
     SETTLED is final; it is corrected only by a new REVERSAL transaction linked both ways.
 
@@ -37,7 +38,7 @@ class StoredEvent:
 class TxnState:
     type: TxnType
     status: TxnStatus
-    amount_minor: int  # requested (held, for manual capture) amount
+    amount_minor: int  # requested (held, for manual capture) amount, plus every increase of the hold
     captured_minor: int = 0  # settled through captures, or the whole amount when created settled
     released_minor: int = 0  # hold given back by void or expiry
     reversed_minor: int = 0  # corrected by linked REVERSAL transactions
@@ -99,6 +100,8 @@ def _apply(state: TxnState, event: StoredEvent) -> TxnState:
         return replace(changed, released_minor=state.released_minor + event.amount_minor)
     if event.kind is EventKind.REVERSAL_LINKED:
         return replace(changed, reversed_minor=state.reversed_minor + event.amount_minor)
+    if event.kind is EventKind.INCREASED:
+        return replace(changed, amount_minor=state.amount_minor + event.amount_minor)
     return changed  # AUTHORIZED places the hold: amount_minor already says how much
 
 
@@ -116,6 +119,16 @@ def plan_capture(state: TxnState, amount_minor: int | None) -> Step:
     amount = held if amount_minor is None else amount_minor
     _require_within(amount, held, "capture", "the remaining hold")
     return Step(EventKind.CAPTURED, amount, TxnStatus.SETTLED if amount == held else TxnStatus.AUTHORIZED)
+
+
+def plan_increase(state: TxnState, amount_minor: int) -> Step:
+    """A card's incremental authorisation: the open hold grows by `amount_minor` (it stays AUTHORIZED)."""
+    _require_hold(state, "increased")
+    if amount_minor <= 0:
+        raise ValidationFailed(
+            "an increase must be positive", errors=[{"loc": ["body", "amount_minor"], "msg": "greater than 0"}]
+        )
+    return Step(EventKind.INCREASED, amount_minor, TxnStatus.AUTHORIZED)
 
 
 def plan_release(state: TxnState, amount_minor: int | None, kind: EventKind) -> Step:

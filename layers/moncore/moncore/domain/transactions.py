@@ -1,9 +1,9 @@
 """Transactions, their events and legs: pure construction and the money invariants checked on both sides of a write.
 
 A transaction is a header (what was asked, once) plus an append-only sequence of events (what happened: authorized,
-captured, voided, expired, settled, reversal linked). Each event carries signed legs (debit < 0 < credit) that sum to
-zero per currency (invariant 1). Balance changes are derived from the legs, never supplied separately, so a posting
-cannot move a balance its legs do not show.
+increased, captured, voided, expired, settled, reversal linked). Each event carries signed legs (debit < 0 < credit)
+that sum to zero per currency (invariant 1). Balance changes are derived from the legs, never supplied separately, so
+a posting cannot move a balance its legs do not show.
 
 Leg phases and their effect on a balance (see docs/lifecycle.md):
 - SETTLED  a:  posted += a, available += a
@@ -34,6 +34,9 @@ class TxnType(StrEnum):
     CARD = "card"
     FX_CONVERSION = "fx_conversion"
     REVERSAL = "reversal"
+    QR_PAYMENT = "qr_payment"  # a payer pays a merchant's EMV QR payment request (moncore.ledger.qr)
+    SETTLEMENT = "settlement"  # a provider settled a day's clearing with the safeguarding bank (moncore.settlement)
+    WITHDRAWAL = "withdrawal"  # a payout to an external IBAN through the open banking provider (ledger.withdrawals)
 
 
 class TxnStatus(StrEnum):
@@ -55,6 +58,8 @@ class EventKind(StrEnum):
     """What an event did. The status after it is stored with it, so the lifecycle reads without recomputation."""
 
     AUTHORIZED = "authorized"  # hold placed
+    SUBMITTED = "submitted"  # handed to the provider, which accepted it (no legs; names the provider's reference)
+    INCREASED = "increased"  # the hold grows (a card's incremental authorisation): more is held from the payer
     CAPTURED = "captured"  # part or all of the hold settled
     VOIDED = "voided"  # the rest of the hold released on request
     EXPIRED = "expired"  # the rest of the hold released by the expiry sweep
@@ -136,10 +141,15 @@ class Transaction:
     provider_ref: str | None = None
     compliance: dict[str, Any] = field(default_factory=dict)
     fingerprint: dict[str, str] = field(default_factory=dict)
-    capture: str = "auto"  # auto | manual | review (held by an AML review until a case decides, docs/aml.md)
+    # auto | manual | review (held by an AML review until a case decides, docs/aml.md) | provider (held until the
+    # provider reports the outcome by webhook: asynchronous fundings and withdrawals, docs/providers.md)
+    capture: str = "auto"
     hold_expires_at: str | None = None
     reverses_txn_id: str | None = None  # a REVERSAL points at the SETTLED transaction it corrects
     fx: dict[str, Any] | None = None
+    # The user account a funding or withdrawal is for, named on the header because an asynchronous funding has no
+    # legs until its provider reports (moncore.ledger.open_banking).
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +168,7 @@ class Event:
     correlation_id: str
     reason: str | None = None
     related_txn_id: str | None = None
+    provider_ref: str | None = None  # a submitted event: the provider's reference for what it was handed
 
 
 def check_zero_sum(legs: Iterable[Leg]) -> None:

@@ -75,6 +75,14 @@ def verify_signature(
     return VerifiedSignature(timestamp_s, matched)
 
 
+def signed_timestamp(header: str | None) -> int | None:
+    """The `t=` of a stored signature header (what an operator replay verifies it against), None if malformed."""
+    try:
+        return _parse(header or "")[0]
+    except InvalidSignature:
+        return None
+
+
 def _parse(header: str) -> tuple[int, list[str]]:
     malformed = InvalidSignature(
         f"{SIGNATURE_HEADER} must be t=<unix seconds>,{SCHEME}=<hex HMAC-SHA256>", reason="malformed_signature"

@@ -59,15 +59,48 @@ class CreateUser(_Strict):
     date_of_birth: Annotated[StrictStr, AfterValidator(_past_date)] | None = None
 
 
+QrText = Annotated[StrictStr, Field(min_length=1, pattern=r"^[\x20-\x7e]+$", description="Printable ASCII")]
+
+
+class MerchantProfile(_Strict):
+    """What a merchant account's EMV QR payment requests show the payer (docs/providers.md, "QR payments"); the
+    merchant's country is its user's."""
+
+    name: Annotated[QrText, Field(max_length=25)]
+    city: Annotated[QrText, Field(max_length=15)]
+    category_code: Annotated[StrictStr, Field(pattern=r"^[0-9]{4}$", description="ISO 18245 merchant category code")]
+
+
 class CreateAccount(_Strict):
     user_id: Id
     currency: Currency
+    merchant: MerchantProfile | None = Field(
+        default=None, description="Makes this a merchant account, which can create QR payment requests"
+    )
 
 
 class CreateFunding(_Strict):
     account_id: Id
     amount_minor: AmountMinor
     currency: Currency
+
+
+class Beneficiary(_Strict):
+    """The external account a withdrawal pays: checked (IBAN format and check digits, country, sanctions screening)
+    before anything is held."""
+
+    name: Text
+    iban: Annotated[
+        StrictStr,
+        Field(min_length=15, max_length=42, pattern=r"^[A-Za-z0-9 ]+$", description="IBAN, spaces allowed"),
+    ]
+
+
+class CreateWithdrawal(_Strict):
+    account_id: Id
+    amount_minor: AmountMinor
+    currency: Currency
+    beneficiary: Beneficiary
 
 
 class CreateTransfer(_Strict):
@@ -80,13 +113,59 @@ class CreateTransfer(_Strict):
     hold_expires_at: Instant | None = None
 
 
-class CreateConversion(_Strict):
-    """POST /v1/fx/conversions: sell `amount_minor` of `currency` (the source account's) into `to_account_id`."""
+class CreateFxQuote(_Strict):
+    """POST /v1/fx/quotes: a firm price for selling `amount_minor` of `currency` from `account_id` into
+    `to_account_id`, valid until its `expires_at` (docs/fx.md)."""
 
     account_id: Id
     to_account_id: Id
     amount_minor: AmountMinor
     currency: Currency
+
+
+class CreateConversion(_Strict):
+    """POST /v1/fx/conversions: sell `amount_minor` of `currency` (the source account's) into `to_account_id`; with
+    `quote_id`, at that quote's price (the body must match it; once, before it expires)."""
+
+    account_id: Id
+    to_account_id: Id
+    amount_minor: AmountMinor
+    currency: Currency
+    quote_id: Id | None = None
+
+
+class CreateQrPayment(_Strict):
+    """POST /v1/qr-payments: a merchant's payment request with an EMVCo merchant-presented payload."""
+
+    merchant_account_id: Id
+    amount_minor: AmountMinor
+    currency: Currency
+    reference: Annotated[QrText, Field(max_length=25)] | None = None
+    expires_at: Instant | None = Field(default=None, description="Default: 15 minutes; at most 7 days away")
+
+
+class PayQrPayment(_Strict):
+    """POST /v1/qr-payments/pay: pay a payment request named by its scanned `payload` or by `qr_payment_id`.
+    `amount_minor` / `currency`, when sent, are what the payer confirmed and must be the request's."""
+
+    from_account_id: Id
+    payload: Annotated[StrictStr, Field(min_length=1, max_length=512)] | None = None
+    qr_payment_id: Id | None = None
+    amount_minor: AmountMinor | None = None
+    currency: Currency | None = None
+
+
+class IssueCard(_Strict):
+    """POST /v1/cards: a card on one of the user's accounts, issued by the tenant's card issuer (docs/providers.md)."""
+
+    user_id: Id
+    account_id: Id
+
+
+class CardStatusChange(_Strict):
+    """POST /v1/cards/{id}/freeze | unfreeze | close."""
+
+    reason: Text | None = None
 
 
 class Capture(_Strict):
@@ -133,6 +212,9 @@ class CreateTenant(_Strict):
     tier_limits: dict[TierName, CurrencyLimits] | None = Field(
         default=None, description="Overrides of the default tier limits per tier and currency (docs/limits-and-geo.md)"
     )
+    open_banking_provider: Id | None = Field(
+        default=None, description="Open banking adapter (docs/providers.md); default: the stack's default provider"
+    )
 
 
 class ChangeTenantConfig(_Strict):
@@ -143,6 +225,9 @@ class ChangeTenantConfig(_Strict):
         default=None, description="All overrides per tier and currency (docs/limits-and-geo.md); null: defaults"
     )
     jurisdictions: Annotated[list[Country], Field(min_length=1, max_length=50)] | None = None
+    open_banking_provider: Id | None = Field(
+        default=None, description="The open banking adapter that executes fundings and withdrawals (docs/providers.md)"
+    )
 
 
 class DowngradeTier(_Strict):

@@ -7,7 +7,7 @@
 - monthly_fx_volume: the part of monthly_volume that is FX conversions, per sold currency;
 - products: per transaction type (transfer, funding, fx_conversion, ...), the transactions this month that settled
   money on a user account, with the settled amounts out of and into user accounts per currency;
-- cards_issued: cards arrive with issue 5; 0 until then.
+- cards_issued: the cards the tenant issued (every status; `cards` splits them by status: active, frozen, closed).
 
 `user_exposure` is one user's view: its rolling-window volumes per currency (the AML velocity items: last hour, day,
 30 days, in and out) and its tier-limit usage (the day and month counters against the limits in force).
@@ -29,6 +29,7 @@ from moncore.domain.transactions import AccountKind, Phase, TxnType
 from moncore.domain.velocity import summarize
 from moncore.store import accounts as account_store
 from moncore.store import balances as balance_store
+from moncore.store import cards as card_store
 from moncore.store import ledger as ledger_store
 from moncore.store.ledger import counter_usage
 from moncore.store.velocity import read_users_and_velocity
@@ -44,6 +45,7 @@ def tenant_exposure(tenant_id: str, *, now: str | None = None) -> dict[str, Any]
     fx_volume: dict[str, int] = defaultdict(int)
     products: dict[str, _Product] = defaultdict(_Product)
     accounts = 0
+    cards = card_store.card_counts(tenant_id)
     for item in account_store.tenant_accounts(tenant_id):
         ref = account_store.to_ref(item)
         if ref.kind is not AccountKind.USER:
@@ -73,7 +75,8 @@ def tenant_exposure(tenant_id: str, *, now: str | None = None) -> dict[str, Any]
         "products": {name: products[name].view() for name in sorted(products)},
         "month": moment[:7],
         "user_accounts": accounts,
-        "cards_issued": 0,
+        "cards_issued": sum(cards.values()),
+        "cards": {status.lower(): count for status, count in sorted(cards.items())},
         "as_of": moment,
     }
 

@@ -34,8 +34,17 @@ from moncore.domain.errors import (
     ValidationFailed,
 )
 from moncore.domain.ids import derived_id
-from moncore.domain.lifecycle import Step, StoredEvent, TxnState, advance, plan_capture, plan_release, plan_reversal
-from moncore.domain.limits import BalanceCap
+from moncore.domain.lifecycle import (
+    Step,
+    StoredEvent,
+    TxnState,
+    advance,
+    plan_capture,
+    plan_increase,
+    plan_release,
+    plan_reversal,
+)
+from moncore.domain.limits import BalanceCap, CounterCharge
 from moncore.domain.money import check_amount_minor, stored_minor
 from moncore.domain.transactions import (
     HOLDING_CAPTURES,
@@ -47,6 +56,7 @@ from moncore.domain.transactions import (
     TxnStatus,
     TxnType,
     check_zero_sum,
+    hold_pair,
     release_pair,
     settled_pair,
 )
@@ -85,6 +95,22 @@ class LifecycleService:
         if amount_minor is not None:
             check_amount_minor(amount_minor)
         return self.step(Operation.of_request(caller, request), txn_id, lambda state: plan_capture(state, amount_minor))
+
+    def increase(
+        self,
+        caller: Caller,
+        request: RequestIdentity,
+        txn_id: str,
+        *,
+        amount_minor: int,
+        conditions: tuple[ledger_store.PostingCondition, ...] = (),
+    ) -> Result:
+        """Hold `amount_minor` more on an open hold (a card's incremental authorisation). The increase counts
+        against the payer's tier limits like a new hold and needs the payer active; `conditions` are checked with
+        the posting (the card is still ACTIVE)."""
+        check_amount_minor(amount_minor)
+        operation = Operation.of_request(caller, request)
+        return self.step(operation, txn_id, lambda state: plan_increase(state, amount_minor), conditions=conditions)
 
     def void(self, caller: Caller, request: RequestIdentity, txn_id: str, *, amount_minor: int | None = None) -> Result:
         """Release the rest of the hold (or `amount_minor` of it): REVERSED if nothing was captured, else SETTLED."""
@@ -174,7 +200,14 @@ class LifecycleService:
         return released
 
     # ---------------------------------------------------------------- the step engine
-    def step(self, operation: Operation, txn_id: str, plan: Callable[[TxnState], Step]) -> Result:
+    def step(
+        self,
+        operation: Operation,
+        txn_id: str,
+        plan: Callable[[TxnState], Step],
+        *,
+        conditions: tuple[ledger_store.PostingCondition, ...] = (),
+    ) -> Result:
         """Plan and append one event on `txn_id`, once per operation, re-planning if a concurrent step got there
         first."""
         tenant_id = operation.caller.require_tenant()
@@ -193,20 +226,29 @@ class LifecycleService:
             after = advance(state, _as_stored(event))
             # A capture credits the payee: its tier's balance cap applies (holds count for the payer when placed).
             caps: tuple[BalanceCap, ...] = ()
+            counters: tuple[CounterCharge, ...] = ()
             if step.kind is EventKind.CAPTURED:
-                payee = _hold_accounts(tenant_id, stored)[1]
+                payee = hold_accounts(tenant_id, stored)[1]
                 decision = self._checks.decide(
                     operation.caller, subject_id=txn_id, credit=payee, credit_minor=step.amount_minor
                 )
                 caps = decision.caps
+            elif step.kind is EventKind.INCREASED:  # more is held: it counts for the payer like a new hold
+                payer = hold_accounts(tenant_id, stored)[0]
+                decision = self._checks.decide(
+                    operation.caller, subject_id=txn_id, debit=payer, debit_minor=step.amount_minor, capped=False
+                )
+                counters = decision.counters(event.recorded_at)
             posting = ledger_store.Posting(
                 tenant_id=tenant_id,
                 audit=posting_audit(operation.caller, txn, event, action=f"{txn.type.value}.{event.kind.value}"),
                 events=((txn, event),),
                 guards=(f"op#{operation.op_id}",),
                 holds=((txn, after),) if txn.capture in HOLDING_CAPTURES else (),
-                require_active=step.kind is EventKind.CAPTURED,
+                require_active=step.kind in (EventKind.CAPTURED, EventKind.INCREASED),
                 caps=caps,
+                counters=counters,
+                conditions=conditions,
             )
             try:
                 ledger_store.post(posting)
@@ -236,11 +278,21 @@ def _load(tenant_id: str, txn_id: str) -> ledger_store.StoredTxn:
 
 def _require_not_under_review(stored: ledger_store.StoredTxn, caller: Caller, state: TxnState) -> None:
     """Funds held by an AML review move only by the decision of its case (compliance/cases.py, as an officer):
-    a partner can neither capture nor void them (docs/aml.md)."""
+    a partner can neither capture nor void them (docs/aml.md). Funds held for a provider move only by it."""
     if stored.header.capture == "review" and state.status is TxnStatus.AUTHORIZED and caller.role == "tenant":
         case_id = plain_map(stored.header.compliance).get("case_id")
         raise InvalidStateTransition(
             f"transaction {stored.header.txn_id} is held for compliance review; case {case_id} decides it"
+        )
+    # A hold handed to a provider (an asynchronous funding, a withdrawal) moves only by that provider's outcome
+    # (its webhooks act as `provider:<name>`): a void while the provider pays out would give the money back twice.
+    header = stored.header
+    by_provider = caller.actor == f"provider:{header.provider}"
+    submitted = any(e.event == EventKind.SUBMITTED.value for e in stored.events)
+    held_for_provider = submitted or (header.capture == "provider" and caller.role == "tenant")
+    if state.status is TxnStatus.AUTHORIZED and not by_provider and held_for_provider:
+        raise InvalidStateTransition(
+            f"transaction {header.txn_id} waits for its provider {header.provider}; only its outcome moves it"
         )
 
 
@@ -283,9 +335,9 @@ def _as_stored(event: Event) -> StoredEvent:
     return StoredEvent(event.seq, event.kind, event.status, event.amount_minor, event.related_txn_id)
 
 
-def _hold_accounts(tenant_id: str, stored: ledger_store.StoredTxn) -> tuple[AccountRef, AccountRef]:
-    """(payer, payee) of the hold placed by the AUTHORIZED event."""
-    placed = [leg for leg in stored.legs if leg.phase == Phase.AUTHORIZED.value]
+def hold_accounts(tenant_id: str, stored: ledger_store.StoredTxn) -> tuple[AccountRef, AccountRef]:
+    """(payer, payee) of the hold placed by the first (AUTHORIZED) event; increases repeat the same pair."""
+    placed = [leg for leg in stored.legs if leg.phase == Phase.AUTHORIZED.value and stored_minor(leg.seq) == 1]
     debit = next((leg for leg in placed if stored_minor(leg.leg_amount_minor) < 0), None)
     credit = next((leg for leg in placed if stored_minor(leg.leg_amount_minor) > 0), None)
     if debit is None or credit is None or len(placed) != 2:
@@ -297,9 +349,11 @@ def _hold_accounts(tenant_id: str, stored: ledger_store.StoredTxn) -> tuple[Acco
 
 
 def _step_legs(tenant_id: str, stored: ledger_store.StoredTxn, step: Step) -> tuple[Leg, ...]:
-    payer, payee = _hold_accounts(tenant_id, stored)
+    payer, payee = hold_accounts(tenant_id, stored)
     if step.kind is EventKind.CAPTURED:
         legs = release_pair(payer, payee, step.amount_minor) + settled_pair(payer, payee, step.amount_minor)
+    elif step.kind is EventKind.INCREASED:
+        legs = hold_pair(payer, payee, step.amount_minor)
     elif step.kind in (EventKind.VOIDED, EventKind.EXPIRED):
         legs = release_pair(payer, payee, step.amount_minor)
     else:

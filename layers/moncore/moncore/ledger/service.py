@@ -57,7 +57,7 @@ from moncore.domain.transactions import (
 )
 from moncore.ledger import history, views
 from moncore.ledger.directory import DIRECTORY
-from moncore.providers.open_banking import CollectionRequest, CollectionStatus, open_banking_provider
+from moncore.providers.open_banking import CollectionRequest, Status, open_banking_provider
 from moncore.store import accounts as account_store
 from moncore.store import balances as balance_store
 from moncore.store import ledger as ledger_store
@@ -151,7 +151,17 @@ class LedgerService:
         return views.user_view(item)
 
     # ---------------------------------------------------------------- accounts
-    def create_account(self, caller: Caller, request: RequestIdentity, *, user_id: str, currency: str) -> Result:
+    def create_account(
+        self,
+        caller: Caller,
+        request: RequestIdentity,
+        *,
+        user_id: str,
+        currency: str,
+        merchant: dict[str, str] | None = None,
+    ) -> Result:
+        """A user account; with a `merchant` profile (name, city, category_code) a merchant account, which can
+        create QR payment requests (moncore.ledger.qr)."""
         tenant_id = caller.require_tenant()
         self._tenancy.require_capability(tenant_id, Capability.WALLETS, caller)
         currency_exponent(currency)
@@ -165,6 +175,7 @@ class LedgerService:
             kind=AccountKind.USER.value,
             status="ACTIVE",
             created_at=now_rfc3339(),
+            merchant=merchant,
         )
         try:
             account_store.create_account(
@@ -180,7 +191,12 @@ class LedgerService:
             )
         except AlreadyExists:
             existing = account_store.find_account_item(tenant_id, account_id)
-            if existing is None or existing.user_id != user_id or existing.currency != currency:
+            same = existing is not None and (existing.user_id, existing.currency, existing.merchant) == (
+                user_id,
+                currency,
+                merchant,
+            )
+            if not same:
                 raise
             return Result(self.get_account(caller, account_id), replayed=True)
         DIRECTORY.remember(tenant_id, account_store.to_ref(item))
@@ -215,7 +231,8 @@ class LedgerService:
     def fund(
         self, caller: Caller, request: RequestIdentity, *, account_id: str, amount_minor: int, currency: str
     ) -> Result:
-        """Collect through the tenant's open-banking provider, then post clearing -> user account."""
+        """Collect through the tenant's open-banking provider, then post clearing -> user account: at once when the
+        provider settles in its answer, else when its webhooks report the outcome (moncore.ledger.open_banking)."""
         tenant_id = caller.require_tenant()
         gate = self._tenancy.require_capability(tenant_id, Capability.FUNDINGS, caller)
         check_amount_minor(amount_minor)
@@ -237,11 +254,36 @@ class LedgerService:
             return replay_from_ledger(caller, request, txn_id)  # this funding is what filled the account
         refuse_frozen(tenant_id, account)
         provider = open_banking_provider(self._tenancy.tenant_config(tenant_id).open_banking_provider)
-        collected = provider.collect(CollectionRequest(tenant_id, account_id, amount_minor, currency, txn_id))
-        if collected.status is not CollectionStatus.SETTLED:
-            raise ValidationFailed(
-                f"the provider answered {collected.status.value}; asynchronous fundings arrive later"
+        from moncore.ledger import open_banking  # noqa: PLC0415 - it builds on this module
+
+        holder = account_store.find_user_item(tenant_id, account.user_id or "")
+        collection = CollectionRequest(
+            tenant_id,
+            account_id,
+            amount_minor,
+            currency,
+            txn_id,
+            payer_ref=holder.external_ref if holder else "",
+            correlation_id=caller.correlation_id,
+        )
+        try:
+            collected = provider.collect(collection)
+        except Exception as failed:  # a timeout or an outage: nothing was posted; the retry resends idempotently
+            raise open_banking.call_failed(caller, txn_id, provider.name, "collect", failed) from failed
+        if collected.status is Status.PENDING:  # the outcome arrives by webhook (moncore.ledger.open_banking)
+            return open_banking.create_pending_funding(
+                caller,
+                request,
+                txn_id=txn_id,
+                account=account,
+                amount_minor=amount_minor,
+                currency=currency,
+                gate=gate,
+                decision=decision,
+                submitted=collected,
             )
+        if collected.status is not Status.SETTLED:
+            raise ValidationFailed(f"the provider answered {collected.status.value} to a collection")
         clearing = system_account(tenant_id, FUNDING_CLEARING, currency)
         txn = new_transaction(
             caller,
@@ -357,14 +399,20 @@ MAX_HOLD_TTL = timedelta(days=31)  # card schemes keep authorisations at most ab
 
 def hold_expiry(requested: str | None) -> str:
     """The hold's expiry: the requested instant (normalised; in the future, at most 31 days away) or 7 days."""
+    return future_instant(requested, field="hold_expires_at", default=DEFAULT_HOLD_TTL, maximum=MAX_HOLD_TTL)
+
+
+def future_instant(requested: str | None, *, field: str, default: timedelta, maximum: timedelta) -> str:
+    """An expiry: the requested instant (normalised; in the future, at most `maximum` away) or now + `default`."""
     now = utc_now()
     if requested is None:
-        return rfc3339(now + DEFAULT_HOLD_TTL)
-    expiry = parse_instant(requested, field="hold_expires_at")
-    if not rfc3339(now) < expiry <= rfc3339(now + MAX_HOLD_TTL):
+        return rfc3339(now + default)
+    expiry = parse_instant(requested, field=field)
+    if not rfc3339(now) < expiry <= rfc3339(now + maximum):
+        within = f"{maximum.days} days" if maximum.days else f"{maximum.seconds // 60} minutes"
         raise ValidationFailed(
-            "hold_expires_at must be in the future and at most 31 days away",
-            errors=[{"loc": ["body", "hold_expires_at"], "msg": "future, within 31 days"}],
+            f"{field} must be in the future and at most {within} away",
+            errors=[{"loc": ["body", field], "msg": f"future, within {within}"}],
         )
     return expiry
 
@@ -474,9 +522,11 @@ def create(
     *,
     guards: tuple[str, ...] = (),
     decision: MovementDecision | None = None,
+    conditions: tuple[ledger_store.PostingCondition, ...] = (),
 ) -> Result:
     """Post a new transaction with its first event; a second attempt with the same key answers the first. The
-    decision's counters and caps are enforced by the posting's own conditions (a refusal there is audited)."""
+    decision's counters and caps are enforced by the posting's own conditions (a refusal there is audited), and so
+    are `conditions` on other items (a card's status)."""
     holds: tuple[tuple[Transaction, TxnState], ...] = ()
     if txn.capture in HOLDING_CAPTURES:
         holds = ((txn, TxnState(txn.type, event.status, txn.amount_minor, last_seq=1)),)
@@ -493,6 +543,7 @@ def create(
         velocity=decision.velocity(txn.created_at) if decision else (),
         records=records,
         audits=audits,
+        conditions=conditions,
     )
     try:
         ledger_store.post(posting)

@@ -86,6 +86,8 @@ def transaction_view(stored: StoredTxn) -> dict[str, Any]:
         "reference": header.reference,
         "capture": header.capture or "auto",
         "captured_minor": state.captured_minor,
+        # What was held in all: the amount plus every increase (a card's incremental authorisations).
+        "authorized_minor": state.amount_minor,
         "held_minor": state.held_minor,
         "released_minor": state.released_minor,
         "reversed_minor": state.reversed_minor,
@@ -109,6 +111,8 @@ def transaction_view(stored: StoredTxn) -> dict[str, Any]:
         view["fx"] = header.fx
     if header.provider:
         view["provider"] = {"name": header.provider, "reference": header.provider_ref}
+    if header.account_id:  # fundings and withdrawals name the user account they are for
+        view["account_id"] = header.account_id
     return view
 
 
@@ -178,7 +182,7 @@ def user_view(item: UserItem) -> dict[str, Any]:
 
 
 def account_view(item: AccountItem) -> dict[str, Any]:
-    return {
+    view: dict[str, Any] = {
         "id": item.id,
         "user_id": item.user_id,
         "currency": item.currency,
@@ -186,3 +190,6 @@ def account_view(item: AccountItem) -> dict[str, Any]:
         "status": item.status.lower(),
         "created_at": item.created_at,
     }
+    if item.merchant:  # a merchant account (QR payment requests, docs/providers.md)
+        view["merchant"] = dict(item.merchant)
+    return view

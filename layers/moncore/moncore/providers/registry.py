@@ -1,15 +1,37 @@
 """Which domain each provider's webhooks belong to: one route `/webhooks/{provider}` (API.md) serves them all, so
 provider names are unique across domains. A provider absent here is unknown: its deliveries are stored as rejected
-attempts and answered 404. Adding an adapter = one line here and one receiver in functions/webhooks/app.py."""
+attempts and answered 404. Adding an adapter = one line here and one receiver in functions/webhooks/app.py (and in
+REPLAY_RECEIVERS of functions/admin_api/app.py, for operator replays); an adapter loaded from a plugin module
+(providers/plugins.py, stack parameter ProviderPlugins) registers itself with `register` instead (docs/providers.md)."""
 
 from __future__ import annotations
 
 KYC = "kyc"
+CARDS = "cards"  # card processor events (moncore.ledger.card_events)
+OPEN_BANKING = "open_banking"  # collections and payouts (moncore.ledger.open_banking)
 
 WEBHOOK_DOMAINS: dict[str, str] = {
     "sandbox_kyc": KYC,
+    "sandbox_cards": CARDS,
+    "sandbox_open_banking": OPEN_BANKING,
+    "sandbox_open_banking_instant": OPEN_BANKING,
 }
+_REGISTERED: dict[str, str] = {}  # adapters registered at run time by plugin modules
 
 
 def webhook_domain(provider: str) -> str | None:
-    return WEBHOOK_DOMAINS.get(provider)
+    found = WEBHOOK_DOMAINS.get(provider) or _REGISTERED.get(provider)
+    if found is None:
+        from moncore.providers import plugins  # noqa: PLC0415 - plugin modules import this one
+
+        plugins.load()
+        found = _REGISTERED.get(provider)
+    return found
+
+
+def register(provider: str, domain: str) -> None:
+    """A plugin adapter's webhooks go to `domain` (names stay unique across domains)."""
+    known = WEBHOOK_DOMAINS.get(provider) or _REGISTERED.get(provider)
+    if known is not None and known != domain:
+        raise ValueError(f"provider {provider!r} is already registered for {known}")
+    _REGISTERED[provider] = domain

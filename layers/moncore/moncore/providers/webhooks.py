@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -49,6 +51,21 @@ class Received:
     def settled(self) -> bool:
         """Processed (or ignored) before: a redelivery that must change nothing."""
         return self.item.status in inbox.FINAL
+
+
+# Set only while an operator replays a stored delivery (moncore.providers.replay): the signature is verified as of
+# the instant it was signed, so the old timestamp passes the tolerance while the HMAC is still checked.
+_REPLAY_AT: ContextVar[int | None] = ContextVar("webhook_replay_at", default=None)
+
+
+@contextmanager
+def replaying(signed_at_s: int) -> Iterator[None]:
+    """Run a domain receiver on a stored delivery as of its signing instant (operator replay only)."""
+    token = _REPLAY_AT.set(signed_at_s)
+    try:
+        yield
+    finally:
+        _REPLAY_AT.reset(token)
 
 
 def active_secrets(provider: str) -> tuple[str, ...]:
@@ -95,7 +112,7 @@ def receive(
             delivery.signature,
             delivery.raw_body,
             active_secrets(delivery.provider),
-            now_s=int(time.time()) if now_s is None else now_s,
+            now_s=now_s if now_s is not None else (_REPLAY_AT.get() or int(time.time())),
         )
     except InvalidSignature as refused:
         rejected(refused.reason)

@@ -32,6 +32,7 @@ from moncore.domain.canonical import sha256_hex
 from moncore.domain.errors import (
     AccountNotActive,
     CurrencyMismatch,
+    DomainError,
     InsufficientFunds,
     InvariantViolation,
     NotFound,
@@ -97,6 +98,19 @@ class DuplicateGuard(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class PostingCondition:
+    """A condition on another item the posting depends on (a card is ACTIVE, ...), checked in the posting's own
+    TransactWriteItems so a concurrent change of that item either precedes the posting or fails it; `refusal` is
+    what the caller sees when it fails (nothing is written)."""
+
+    name: str
+    model: type[Model]
+    hash_key: str
+    condition: Condition
+    refusal: DomainError
+
+
+@dataclass(frozen=True, slots=True)
 class Posting:
     """Everything one atomic write appends. `created` are new transactions (headers); `events` are appended to new or
     existing transactions; `holds` are the derived hold rows of manual-capture transactions after this write."""
@@ -113,6 +127,7 @@ class Posting:
     velocity: tuple[VelocityCharge, ...] = ()  # rolling-window velocity of the users whose money moves (AML rules)
     records: tuple[Model, ...] = ()  # new items written with the posting or not at all: its AML event, a case
     audits: tuple[AuditEvent, ...] = ()  # audit events of those records (the posting's own is `audit`)
+    conditions: tuple[PostingCondition, ...] = ()  # checks of other items (e.g. the card's status)
 
     @property
     def legs(self) -> list[Leg]:
@@ -134,6 +149,8 @@ class StoredEntry:
     shard: int = 0
     fx: dict[str, Any] | None = None
     entry_sk: str = ""
+    provider: str | None = None
+    provider_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +195,8 @@ def post(posting: Posting) -> None:
                 checked_users.add(user_id)
                 user_key = tenant_key(posting.tenant_id, user_id)
                 tx.check(f"user:{user_id}", UserItem, user_key, UserItem.status == "ACTIVE")
+    for condition_on in posting.conditions:
+        tx.check(f"condition:{condition_on.name}", condition_on.model, condition_on.hash_key, condition_on.condition)
     for txn in posting.created:
         tx.put(f"header:{txn.id}", _header_item(txn), LedgerItem.pk.does_not_exist())
     for txn, event in posting.events:
@@ -281,12 +300,17 @@ def _counter_update(tx: TxBuilder, posting: Posting, index: int, charge: Counter
 
 
 def _choose_shard(tenant_id: str, change: BalanceChange) -> int:
-    """Shard 0 for ordinary accounts. For a sharded account: any shard (random) when nothing is checked; for a debit
+    """Shard 0 for ordinary accounts and for holds. For a sharded account: any shard (random) when nothing is
+    checked; for a debit
     that must respect a floor, the shard with the most available, whose own item then carries the floor condition
     (each shard >= 0 keeps the sum >= 0, so sharding never loses an overdraft check; it may refuse a debit the sum
     could cover, never accept one it could not)."""
     shard_count = change.account.shards
     if shard_count <= 1:
+        return 0
+    if change.pending_in_delta_minor or change.pending_out_delta_minor:
+        # A hold on a hot account (a payout or card clearing, a reviewed funding's clearing) and its capture or
+        # release must land on one shard, or a shard would show a negative pending amount: holds live on shard 0.
         return 0
     if change.required_available_minor is None:
         return random.randrange(shard_count)  # noqa: S311 - load spreading, not security
@@ -308,6 +332,9 @@ def _diagnose(posting: Posting, labels: list[str]) -> Exception:
         return DuplicateTransaction(txn_id) if txn_id in created else EventSlotTaken(txn_id)
     for label in by_kind.get("guard", []):
         return DuplicateGuard(label.removeprefix("guard:"))
+    for label in by_kind.get("condition", []):
+        name = label.removeprefix("condition:")
+        return next(condition_on.refusal for condition_on in posting.conditions if condition_on.name == name)
     for label in by_kind.get("account", []):
         account_id = label.removeprefix("account:")
         stored = find_account_item(posting.tenant_id, account_id)
@@ -359,6 +386,7 @@ def _header_item(txn: Transaction) -> LedgerItem:
         hold_expires_at=txn.hold_expires_at,
         reverses_txn_id=txn.reverses_txn_id,
         fx=txn.fx,
+        account_id=txn.account_id,
     )
 
 
@@ -382,6 +410,7 @@ def _event_item(txn: Transaction, event: Event) -> LedgerItem:
         actor=event.actor,
         reason=event.reason,
         related_txn_id=event.related_txn_id,
+        provider_ref=event.provider_ref,
     )
 
 
@@ -418,6 +447,7 @@ def _leg_item(txn: Transaction, event: Event, index: int, leg: Leg, shard: int) 
         phase=leg.phase.value,
         shard=shard,
         fx=dict(leg.fx) if leg.fx else None,
+        provider=txn.provider,  # on every leg too: reconciliation matches bank lines to legs without the headers
         provider_ref=txn.provider_ref,
         entry_hash=sha256_hex(body),
     )
@@ -488,6 +518,7 @@ def header_transaction(header: LedgerItem) -> Transaction:
         hold_expires_at=header.hold_expires_at,
         reverses_txn_id=header.reverses_txn_id,
         fx=header.fx,
+        account_id=header.account_id,
     )
 
 
@@ -506,6 +537,8 @@ def stored_entry(item: LedgerItem) -> StoredEntry:
         shard=stored_minor(item.shard or 0),
         fx=item.fx,
         entry_sk=item.entry_sk or "",
+        provider=item.provider,
+        provider_ref=item.provider_ref,
     )
 
 

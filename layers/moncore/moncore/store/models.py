@@ -59,6 +59,9 @@ class TenantItem(Model):
     tier_limits = JSONAttribute(null=True)
     # The KYC adapter (moncore.providers.kyc); tenants created before KYC existed read back with the sandbox one.
     kyc_provider = UnicodeAttribute(default="sandbox_kyc")
+    # The card adapters (moncore.providers.cards): who issues the tenant's cards and who processes their payments.
+    card_issuer = UnicodeAttribute(default="sandbox_cards")
+    card_processor = UnicodeAttribute(default="sandbox_cards")
     # Bumped by every configuration change (admin PATCH .../config), the condition that stops two admins' changes
     # from overwriting each other; absent on tenants never changed since creation.
     config_version = NumberAttribute(null=True)
@@ -160,6 +163,9 @@ class AccountItem(Model):
     status_reason = UnicodeAttribute(null=True)  # the last freeze or unfreeze, as on UserItem
     status_changed_by = UnicodeAttribute(null=True)
     status_changed_at = UnicodeAttribute(null=True)
+    # A merchant account (docs/providers.md, "QR payments"): {name, city, category_code} as written into its EMV QR
+    # payment requests. Absent on every other account (and on accounts created before QR payments existed).
+    merchant = JSONAttribute(null=True)
 
     by_tenant = AccountsByTenantIndex()
 
@@ -326,6 +332,18 @@ class KycCheckItem(Model):
     case_id = UnicodeAttribute(null=True)
 
 
+class WebhooksByProviderIndex(GlobalSecondaryIndex["WebhookEventItem"]):
+    """A provider's deliveries (accepted and rejected) in arrival order, for operators (GET
+    /admin/v1/webhook-events?provider=..)."""
+
+    class Meta:
+        index_name = "by_provider"
+        projection = AllProjection()
+
+    provider = UnicodeAttribute(hash_key=True)
+    received_at = UnicodeAttribute(range_key=True)
+
+
 class WebhookEventItem(Model):
     """The webhook inbox (moncore.providers.webhooks), mutable: every delivery is stored, with the SHA-256 of its raw
     bytes, before anything acts on it. Not owned by a tenant when it arrives (the tenant is found by matching the
@@ -354,6 +372,48 @@ class WebhookEventItem(Model):
     subject_id = UnicodeAttribute(null=True)  # the check (or transaction) it was matched to
     outcome = JSONAttribute(null=True)  # what processing did
     expires_at = NumberAttribute(null=True)  # epoch seconds, rejected attempts only (DynamoDB TTL)
+    replayed_at = UnicodeAttribute(null=True)  # the last operator replay (POST /admin/v1/webhook-events/{key}/replay)
+    by_provider = WebhooksByProviderIndex()
+
+
+class SettlementsByDateIndex(GlobalSecondaryIndex["SettlementItem"]):
+    class Meta:
+        index_name = "by_tenant_date"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    date_sk = UnicodeAttribute(range_key=True)  # <value_date>#<settlement_id>
+
+
+class SettlementItem(Model):
+    """Append-only: one signed settlement record per (tenant, provider, purpose, currency, value date)
+    (moncore.domain.settlement); written once, never changed (a rerun finds it)."""
+
+    class Meta(_Meta):
+        table_name = _S.settlements_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#settlement_id
+    settlement_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    date_sk = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    provider_reference = UnicodeAttribute()
+    purpose = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    value_date = UnicodeAttribute()
+    amount_minor = NumberAttribute()
+    item_count = NumberAttribute()
+    document = JSONAttribute()  # the signed payload (canonical JSON of this document is what was signed)
+    payload_sha256 = UnicodeAttribute()
+    signature_b64 = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    algorithm = UnicodeAttribute()
+    mode = UnicodeAttribute()  # live (legs posted) | shadow (recorded only)
+    posted_txn_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+
+    by_tenant_date = SettlementsByDateIndex()
 
 
 class ParkedByTxnIndex(GlobalSecondaryIndex["ProviderEventItem"]):
@@ -385,6 +445,158 @@ class ProviderEventItem(Model):
     updated_at = UnicodeAttribute()
 
     parked_by_txn = ParkedByTxnIndex()
+
+
+class ProviderSequenceItem(Model):
+    """ProviderEvents table: event `sequence` of one authorisation is closed (applied or rejected). Events that carry
+    the processor's sequence wait for this marker of their predecessor (moncore.ledger.provider_events)."""
+
+    class Meta(_Meta):
+        table_name = _S.provider_events_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#seq#<txn_id>#<sequence>
+    tenant_id = UnicodeAttribute()
+    txn_id = UnicodeAttribute()
+    sequence = NumberAttribute()
+    event_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # APPLIED | REJECTED
+    closed_at = UnicodeAttribute()
+
+
+class CardsByTenantIndex(GlobalSecondaryIndex["CardItem"]):
+    """Sparse: a tenant's cards (`<tenant>#card`) and card clearing records (`<tenant>#clearing`) in time order."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_kind = UnicodeAttribute(hash_key=True)
+    sort_key = UnicodeAttribute(range_key=True)
+
+
+class CardItem(Model):
+    """Cards table: a card issued through the tenant's card issuer (moncore.ledger.cards). Mutable status (ACTIVE |
+    FROZEN | CLOSED), every change written with its audit event. Never the PAN: the issuer's token and the last four
+    digits only."""
+
+    class Meta(_Meta):
+        table_name = _S.cards_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#card_id
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()  # ACTIVE | FROZEN | CLOSED
+    issuer = UnicodeAttribute()
+    token = UnicodeAttribute()  # the issuer's card token (what processor events name)
+    last4 = UnicodeAttribute()
+    exp_month = NumberAttribute()
+    exp_year = NumberAttribute()
+    issuer_status = UnicodeAttribute()  # the status the issuer last confirmed (a retry re-sends a missed change)
+    request_hash = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    status_reason = UnicodeAttribute(null=True)
+    status_changed_by = UnicodeAttribute(null=True)
+    status_changed_at = UnicodeAttribute(null=True)
+    tenant_kind = UnicodeAttribute()  # <tenant>#card
+    sort_key = UnicodeAttribute()  # <created_at>#<card_id>
+
+    by_tenant = CardsByTenantIndex()
+
+
+class CardTokenItem(Model):
+    """Cards table: which tenant's card an issuer token is. Processor webhooks name the token only, and belong to no
+    tenant until matched, so the key is under the platform partition (`_platform#card_token#<issuer>#<token>`)."""
+
+    class Meta(_Meta):
+        table_name = _S.cards_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    card_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()  # the card's account (fixed for the card's life), so events need no card read
+    issuer = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class ClearingsByTenantIndex(GlobalSecondaryIndex["CardClearingItem"]):
+    """The same sparse index as CardsByTenantIndex, read for clearing records (`<tenant>#clearing`)."""
+
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_kind = UnicodeAttribute(hash_key=True)
+    sort_key = UnicodeAttribute(range_key=True)
+
+
+class CardClearingItem(Model):
+    """Cards table: one card clearing or refund as the processor presented it and what the kernel did with it,
+    written once (moncore.ledger.card_events): `shadow` (card_clearing not live: the legs it would post, nothing
+    posted) or `live` (posted: the transaction and the legs). Reconciliation matches these against the processor's
+    settlement report by provider and event id."""
+
+    class Meta(_Meta):
+        table_name = _S.cards_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#clearing#<provider>#<event_id>
+    tenant_id = UnicodeAttribute()
+    provider = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    authorization_ref = UnicodeAttribute()
+    txn_id = UnicodeAttribute()  # the card transaction (authorisation) it clears or refunds
+    card_id = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute()  # clearing | refund
+    amount_minor = NumberAttribute()
+    currency = UnicodeAttribute()
+    final = BooleanAttribute(default=False)
+    mode = UnicodeAttribute()  # shadow | live (card_clearing's mode when it arrived)
+    posted = BooleanAttribute()
+    steps = JSONAttribute()  # [{kind, amount_minor, status}] the lifecycle steps (done, or that would be done)
+    legs = JSONAttribute()  # [[account_id, signed amount_minor, phase]] (posted, or that would be posted)
+    posted_txn_id = UnicodeAttribute(null=True)  # live: where the legs are (the refund's reversal transaction)
+    recorded_at = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    tenant_kind = UnicodeAttribute()  # <tenant>#clearing
+    sort_key = UnicodeAttribute()  # <recorded_at>#<event_id>
+
+    by_tenant = ClearingsByTenantIndex()
+
+
+class ShadowClearingStateItem(Model):
+    """Cards table: what the shadow clearings of one card transaction would have done so far (captured, released,
+    refunded), so the next one is computed as if they had been posted. Updated with each shadow record, conditional
+    on `version`."""
+
+    class Meta(_Meta):
+        table_name = _S.cards_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant#shadow#<txn_id>
+    tenant_id = UnicodeAttribute()
+    txn_id = UnicodeAttribute()
+    captured_minor = NumberAttribute(default=0)
+    released_minor = NumberAttribute(default=0)
+    reversed_minor = NumberAttribute(default=0)
+    version = NumberAttribute(default=0)
+    updated_at = UnicodeAttribute()
+
+
+class SandboxFaultItem(Model):
+    """Cards table: the simulated card provider's failure plan (`_sandbox#fault#<provider>#<operation>#<subject>`):
+    its next `remaining` calls of that operation fail as an outage would (docs/providers.md). Only the sandbox adapter
+    reads it; a real provider keeps such state on its side."""
+
+    class Meta(_Meta):
+        table_name = _S.cards_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    remaining = NumberAttribute(default=0)
+    expires_at = NumberAttribute(null=True)  # epoch seconds, DynamoDB TTL
 
 
 class SnapshotItem(Model):
@@ -665,3 +877,57 @@ class FalsePositiveItem(Model):
     case_id = UnicodeAttribute()
     decided_by = UnicodeAttribute()
     decided_at = UnicodeAttribute()
+
+
+class QrPaymentItem(Model):
+    """Offers table: a merchant's QR payment request (moncore.ledger.qr), written once, never changed. pk
+    `tenant#qr#<id>`. Whether it was paid is the guard `qr#<id>` (owner: the paying transaction), written by the
+    payment's own TransactWriteItems; expiry is `expires_at` compared with the clock."""
+
+    class Meta(_Meta):
+        table_name = _S.offers_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    merchant_account_id = UnicodeAttribute()
+    merchant_user_id = UnicodeAttribute()
+    amount_minor = NumberAttribute()
+    currency = UnicodeAttribute()
+    reference = UnicodeAttribute(null=True)
+    payload = UnicodeAttribute()  # the EMV merchant-presented payload issued (moncore.domain.qr)
+    merchant = JSONAttribute()  # {name, city, category_code, country} as written into the payload
+    expires_at = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    fingerprint = MapAttribute[str, str]()
+
+
+class FxQuoteItem(Model):
+    """Offers table: a firm FX quote a partner asked for (moncore.ledger.fx), written once, never changed. pk
+    `tenant#fxq#<id>`. Whether it was used is the guard `fx_quote#<provider>#<provider quote id>`, written by the
+    conversion that used it."""
+
+    class Meta(_Meta):
+        table_name = _S.offers_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    to_account_id = UnicodeAttribute()
+    amount_minor = NumberAttribute()  # what leaves account_id, in `currency`
+    currency = UnicodeAttribute()
+    target_currency = UnicodeAttribute()
+    target_amount_minor = NumberAttribute()
+    rate = UnicodeAttribute()  # decimal string, never a float
+    provider = UnicodeAttribute()
+    provider_quote_id = UnicodeAttribute()
+    expires_at = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    correlation_id = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    fingerprint = MapAttribute[str, str]()

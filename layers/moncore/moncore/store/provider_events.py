@@ -1,5 +1,7 @@
 """The inbox of provider lifecycle events: recognise redeliveries, park events that arrived before their
-prerequisite, and find the parked ones again when the prerequisite lands."""
+prerequisite, and find the parked ones again when the prerequisite lands. Events that carry the processor's
+`sequence` also leave a marker when closed (applied or rejected), which the next event of the same authorisation
+waits for."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pynamodb.exceptions import PutError
 
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.clock import now_rfc3339
-from moncore.store.models import ProviderEventItem, tenant_key
+from moncore.store.models import ProviderEventItem, ProviderSequenceItem, tenant_key
 
 RECEIVED = "RECEIVED"
 PARKED = "PARKED"
@@ -66,3 +68,31 @@ def close(item: ProviderEventItem, status: str, outcome: str = "") -> None:
 def parked_for(tenant_id: str, txn_id: str) -> list[ProviderEventItem]:
     """Events waiting for `txn_id`, in arrival order."""
     return list(ProviderEventItem.parked_by_txn.query(tenant_key(tenant_id, txn_id)))
+
+
+def sequence_key(tenant_id: str, txn_id: str, sequence: int) -> str:
+    return tenant_key(tenant_id, "seq", txn_id, f"{sequence:06d}")
+
+
+def mark_closed(tenant_id: str, txn_id: str, sequence: int, event_id: str, status: str) -> None:
+    """Event `sequence` of the transaction is closed (APPLIED or REJECTED); writing it again changes nothing."""
+    ProviderSequenceItem(
+        sequence_key(tenant_id, txn_id, sequence),
+        tenant_id=tenant_id,
+        txn_id=txn_id,
+        sequence=sequence,
+        event_id=event_id,
+        status=status,
+        closed_at=now_rfc3339(),
+    ).save()
+
+
+def sequence_closed(tenant_id: str, txn_id: str, sequence: int) -> bool:
+    """Whether event `sequence` of the transaction was closed (sequence 0: there is nothing before the first)."""
+    if sequence < 1:
+        return True
+    try:
+        ProviderSequenceItem.get(sequence_key(tenant_id, txn_id, sequence), consistent_read=True)
+    except ProviderSequenceItem.DoesNotExist:
+        return False
+    return True

@@ -27,6 +27,7 @@ def change_tenant_config(
     expected_version: int | None,
     tier_limits: Any = KEEP,
     jurisdictions: list[str] | None = None,
+    open_banking_provider: str | None = None,
     audit: AuditEvent,
 ) -> None:
     """Set the tenant's tier limit overrides ({} or None: none) and/or jurisdictions, bump config_version, with the
@@ -37,6 +38,8 @@ def change_tenant_config(
         actions.append(TenantItem.tier_limits.set(tier_limits) if tier_limits else TenantItem.tier_limits.remove())
     if jurisdictions is not None:
         actions.append(TenantItem.jurisdictions.set(cast(Any, jurisdictions)))  # stubs type list items oddly
+    if open_banking_provider is not None:
+        actions.append(TenantItem.open_banking_provider.set(open_banking_provider))
     version = (
         TenantItem.config_version.does_not_exist()
         if expected_version is None

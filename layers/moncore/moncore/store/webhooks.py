@@ -15,6 +15,7 @@ from pynamodb.exceptions import PutError
 from pynamodb.expressions.update import Action
 
 from moncore.domain.audit import PLATFORM_TENANT
+from moncore.store import cursors
 from moncore.store.models import WebhookEventItem, tenant_key
 
 RECEIVED = "RECEIVED"  # stored, not (yet) fully processed: a redelivery processes it again
@@ -73,6 +74,29 @@ def settle(
     if outcome is not None:
         actions.append(WebhookEventItem.outcome.set(outcome))
     item.update(actions=actions)
+
+
+def mark_replayed(pk: str, at: str) -> None:
+    """Remember the last operator replay on the item (its raw body, hash and status are untouched here)."""
+    WebhookEventItem(pk).update(actions=[WebhookEventItem.replayed_at.set(at)], condition=WebhookEventItem.pk.exists())
+
+
+def list_for_provider(
+    provider: str, *, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[WebhookEventItem], str | None]:
+    """A provider's deliveries newest first, optionally only those in `status` (filtered pages may be short)."""
+    names = ("pk", "provider", "received_at")
+    start = cursors.decode(cursor, names=names, scope_name="provider", scope_value=provider) if cursor else None
+    result = WebhookEventItem.by_provider.query(
+        provider,
+        filter_condition=None if status is None else WebhookEventItem.status == status,
+        limit=limit,
+        last_evaluated_key=start,
+        scan_index_forward=False,
+    )
+    items = list(result)
+    last = result.last_evaluated_key
+    return items, (cursors.encode(last) if last else None)
 
 
 def find(pk: str) -> WebhookEventItem | None:

@@ -30,6 +30,7 @@ ADMIN_ROLES = ("viewer", "compliance_officer", "operator", "admin")
 DEFAULT_OPEN_BANKING_PROVIDER = "sandbox_open_banking"
 DEFAULT_FX_PROVIDER = "sandbox_fx"
 DEFAULT_KYC_PROVIDER = "sandbox_kyc"
+DEFAULT_CARD_PROVIDER = "sandbox_cards"  # issuer and processor (moncore.providers.cards)
 # Tenant configuration changes rarely and is re-read at most every settings().tenant_cache_seconds (stack parameter
 # TenantConfigCacheSeconds, 15 s by default) per container: a capability switched off takes effect within that window
 # (plus the authorizer cache TTL for keys). Freezes are never cached: they are conditions of the posting itself.
@@ -66,6 +67,8 @@ class TenantConfig:
     tier_limits: dict[str, Any] = field(default_factory=dict)
     kyc_provider: str = DEFAULT_KYC_PROVIDER
     config_version: int = 0
+    card_issuer: str = DEFAULT_CARD_PROVIDER
+    card_processor: str = DEFAULT_CARD_PROVIDER
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,8 @@ class TenantConfig:
             "open_banking_provider": self.open_banking_provider,
             "fx_provider": self.fx_provider,
             "kyc_provider": self.kyc_provider,
+            "card_issuer": self.card_issuer,
+            "card_processor": self.card_processor,
             "tier_limits": self.tier_limits,
             "config_version": self.config_version,
             "status": self.status,
@@ -95,17 +100,23 @@ class TenancyService:
         name: str,
         jurisdictions: list[str],
         tier_limits: dict[str, Any] | None = None,
+        open_banking_provider: str | None = None,
     ) -> TenantConfig:
+        """A new tenant; its open banking adapter is `open_banking_provider` or the stack's default
+        (DefaultOpenBankingProvider: a counterparty, so a parameter, never the environment's name)."""
         check_tenant_jurisdictions(jurisdictions)  # never a FATF call-for-action country
         overrides = check_overrides(tier_limits)
+        open_banking = _open_banking_adapter(open_banking_provider or settings().default_open_banking_provider)
         item = TenantItem(
             new_id("ten"),
             name=name,
             jurisdictions=sorted(set(jurisdictions)),
             capabilities=default_capabilities(),
-            open_banking_provider=DEFAULT_OPEN_BANKING_PROVIDER,
+            open_banking_provider=open_banking,
             fx_provider=DEFAULT_FX_PROVIDER,
             kyc_provider=DEFAULT_KYC_PROVIDER,
+            card_issuer=DEFAULT_CARD_PROVIDER,
+            card_processor=DEFAULT_CARD_PROVIDER,
             tier_limits=overrides or None,
             status="ACTIVE",
             created_at=now_rfc3339(),
@@ -150,6 +161,7 @@ class TenancyService:
         *,
         tier_limits: dict[str, Any] | _Unset | None = UNSET,
         jurisdictions: list[str] | _Unset | None = UNSET,
+        open_banking_provider: str | _Unset | None = UNSET,
     ) -> dict[str, Any]:
         """Replace the tenant's tier limit overrides (None or {}: back to the defaults) and/or its jurisdictions,
         validated like at creation, audited (`tenant.config_changed` with before and after), conditional on the
@@ -171,6 +183,12 @@ class TenancyService:
             wanted = sorted(set(jurisdictions))
             if tuple(wanted) != current.jurisdictions:
                 changes["jurisdictions"] = wanted
+        if not isinstance(open_banking_provider, _Unset) and open_banking_provider is not None:
+            # Which adapter executes the tenant's fundings and withdrawals from now on (docs/providers.md);
+            # transactions already handed to the previous one still settle by its webhooks.
+            adapter = _open_banking_adapter(open_banking_provider)
+            if adapter != current.open_banking_provider:
+                changes["open_banking_provider"] = adapter
         if not changes:
             return current.to_dict() | {"changed": []}
         before = {name: current.to_dict()[name] for name in changes}
@@ -179,6 +197,7 @@ class TenancyService:
             expected_version=current.config_version or None,
             tier_limits=changes.get("tier_limits", _KEEP),
             jurisdictions=changes.get("jurisdictions"),
+            open_banking_provider=changes.get("open_banking_provider"),
             audit=audit_event(
                 tenant_id=tenant_id,
                 action="tenant.config_changed",
@@ -333,6 +352,13 @@ class TenancyService:
         )
 
 
+def _open_banking_adapter(name: str) -> str:
+    """`name` if an open banking adapter of that name is configured (ValidationFailed otherwise)."""
+    from moncore.providers.open_banking import open_banking_provider  # noqa: PLC0415 - adapters load plugins
+
+    return open_banking_provider(name).name
+
+
 def _to_config(item: TenantItem) -> TenantConfig:
     return TenantConfig(
         id=item.pk,
@@ -346,4 +372,6 @@ def _to_config(item: TenantItem) -> TenantConfig:
         tier_limits=dict(item.tier_limits or {}),
         kyc_provider=item.kyc_provider,
         config_version=int(item.config_version or 0),
+        card_issuer=item.card_issuer,
+        card_processor=item.card_processor,
     )

@@ -1,0 +1,43 @@
+"""KMS asymmetric signing (ECC_NIST_P256, ECDSA_SHA_256) of evidence: settlement records, reports, manifests.
+
+The RAW message is signed (moto does not implement MessageType=DIGEST; KMS hashes RAW messages itself, up to 4 KiB).
+Larger documents are signed through their SHA-256 hex text, which the verifier recomputes."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+
+from moncore.config import settings
+
+ALGORITHM = "ECDSA_SHA_256"
+_MAX_RAW_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    key_id: str
+    algorithm: str
+    signature_b64: str
+
+
+@cache
+def _kms() -> Any:
+    return boto3.client("kms", region_name=settings().region)
+
+
+def sign(message: bytes) -> Signature:
+    if len(message) > _MAX_RAW_BYTES:
+        raise ValueError(f"sign at most {_MAX_RAW_BYTES} bytes raw; sign the document's SHA-256 instead")
+    key_id = settings().signing_key_id
+    answer = _kms().sign(KeyId=key_id, Message=message, MessageType="RAW", SigningAlgorithm=ALGORITHM)
+    return Signature(str(answer["KeyId"]), ALGORITHM, base64.b64encode(answer["Signature"]).decode())
+
+
+def public_key_der() -> bytes:
+    """The signing key's public key (SubjectPublicKeyInfo DER), for verifiers outside MonCore."""
+    return bytes(_kms().get_public_key(KeyId=settings().signing_key_id)["PublicKey"])

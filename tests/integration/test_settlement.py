@@ -1,0 +1,137 @@
+"""Settlement on Step Functions (statemachines/settlement.asl.json on moto's engine, tasks in the real handler's worker
+processes): signed records per provider and value date, shadow until settlement_finalization is live, idempotent,
+verifiable with the public key alone; a failing task ends in the Catch path."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.integration.helpers import Tenant, balance, fund, idem, new_account, new_tenant, new_user
+
+pytestmark = pytest.mark.xdist_group("integration")
+
+
+def run(local_backend: Any, payload: dict[str, Any], timeout_s: float = 90.0) -> dict[str, Any]:
+    client = boto3.client("stepfunctions")
+    arn = local_backend.ctx.refs["SettlementStateMachine"]
+    execution = client.start_execution(stateMachineArn=arn, name=f"t-{uuid.uuid4().hex}", input=json.dumps(payload))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = client.describe_execution(executionArn=execution["executionArn"])
+        if described["status"] != "RUNNING":
+            return dict(described)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"execution still running after {timeout_s} s")
+        time.sleep(0.2)
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def records(tenant: Tenant) -> list[dict[str, Any]]:
+    from moncore.settlement.service import SettlementService
+
+    return SettlementService().for_date(tenant.id, today())
+
+
+def verify(record: dict[str, Any]) -> None:
+    """What a regulator does: the public key, the canonical JSON of the document, the signature. No MonCore code."""
+    import rfc8785
+
+    der = boto3.client("kms").get_public_key(KeyId=record["signature"]["key_id"])["PublicKey"]
+    public_key = serialization.load_der_public_key(der)
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    signed = rfc8785.dumps(record["document"])
+    public_key.verify(base64.b64decode(record["signature"]["value_b64"]), signed, ec.ECDSA(hashes.SHA256()))
+
+
+def funded_tenant(call: Any, admin_key: str, amounts: tuple[int, ...]) -> tuple[Tenant, str]:
+    tenant = new_tenant(call, admin_key, "Settlement")
+    account = new_account(call, tenant, new_user(call, tenant))
+    for amount in amounts:
+        fund(call, tenant, account, amount)
+    return tenant, account
+
+
+def test_a_shadow_settlement_is_signed_recorded_once_and_posts_nothing(
+    call: Any, admin_key: str, local_backend: Any
+) -> None:
+    tenant, account = funded_tenant(call, admin_key, (10_000, 5_000))
+    done = run(local_backend, {"tenant_id": tenant.id, "date": today()})
+    assert done["status"] == "SUCCEEDED", done
+    assert json.loads(done["output"])["settlements"] == 1
+    (record,) = records(tenant)
+    assert (record["amount_minor"], record["item_count"], record["currency"], record["mode"]) == (
+        15_000,
+        2,
+        "EUR",
+        "shadow",
+    )
+    assert record["posted_txn_id"] is None and record["provider_reference"].endswith(f":EUR:{today()}")
+    verify(record)
+    tampered = record | {"document": record["document"] | {"amount_minor": 15_001}}
+    with pytest.raises(InvalidSignature):
+        verify(tampered)
+
+    again = run(local_backend, {"tenant_id": tenant.id, "date": today()})
+    assert again["status"] == "SUCCEEDED"
+    assert records(tenant) == [record]  # nothing changed: same record, same signature
+    assert balance(call, tenant, account)["posted_minor"] == 15_000
+
+
+def test_a_live_settlement_posts_its_legs_once(
+    call: Any, admin_key: str, local_backend: Any, second_admin: str
+) -> None:
+    tenant, _ = funded_tenant(call, admin_key, (7_000,))
+    requested = call(
+        "POST",
+        f"/admin/v1/tenants/{tenant.id}/capabilities",
+        key=admin_key,
+        json={"capability": "settlement_finalization", "mode": "live", "contract_ref": "BANK-2026-7"},
+        headers=idem(),
+    )
+    assert requested.status == 202, requested.json()
+    approved = call(
+        "POST",
+        f"/admin/v1/tenants/{tenant.id}/capability-requests/{requested.json()['id']}/approve",
+        key=second_admin,
+        json={},
+    )
+    assert approved.status == 200, approved.json()
+
+    for _ in range(2):
+        assert run(local_backend, {"tenant_id": tenant.id, "date": today()})["status"] == "SUCCEEDED"
+    (record,) = records(tenant)
+    assert record["mode"] == "live" and record["posted_txn_id"]
+    verify(record)
+    posted = call("GET", f"/v1/transactions/{record['posted_txn_id']}", key=tenant.key).json()
+    assert posted["type"] == "settlement" and posted["status"] == "SETTLED"
+    assert sorted((leg["account_id"], leg["amount_minor"]) for leg in posted["legs"]) == [
+        ("sys_funding_clearing_eur", 7_000),
+        ("sys_safeguarding_eur", -7_000),
+    ]
+
+
+def test_a_failing_task_ends_in_the_catch_path(local_backend: Any) -> None:
+    done = run(local_backend, {"tenant_id": "ten_doesnotexist", "date": today()})
+    assert done["status"] == "FAILED"
+    assert done.get("error") == "SettlementFailed"
+
+
+@pytest.fixture(scope="module")
+def second_admin(local_backend: Any) -> str:
+    from infra.local_stack import create_admin_key
+
+    return create_admin_key(name="settlement-approver", role="admin")[1]
