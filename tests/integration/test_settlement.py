@@ -124,6 +124,40 @@ def test_a_live_settlement_posts_its_legs_once(
     ]
 
 
+def test_each_provider_settles_its_own_items_even_after_the_tenant_switched_adapters(
+    call: Any, admin_key: str, local_backend: Any
+) -> None:
+    """A funding through the instant bank, then the tenant moves to the asynchronous sandbox and a second funding
+    settles there by webhook: two records, one per provider, each with its own item and signature."""
+    from tests.integration.open_banking_helpers import SANDBOX, deliver, holder, outbox, use_provider
+
+    tenant, _ = funded_tenant(call, admin_key, (4_000,))
+    use_provider(call, admin_key, tenant, SANDBOX)
+    _, ref, account = holder(call, tenant)
+    made = call(
+        "POST",
+        "/v1/fundings",
+        key=tenant.key,
+        headers=idem(),
+        json={"account_id": account, "amount_minor": 2_500, "currency": "EUR"},
+    )
+    assert made.status == 201 and made.json()["status"] == "CREATED", made.json()
+    for outgoing in outbox("collection", tenant, made.json(), ref):
+        assert deliver(call, SANDBOX, outgoing.body).status == 200
+
+    done = run(local_backend, {"tenant_id": tenant.id, "date": today()})
+    assert done["status"] == "SUCCEEDED" and json.loads(done["output"])["settlements"] == 2, done
+    found = {record["provider"]: record for record in records(tenant)}
+    assert {name: (r["amount_minor"], r["item_count"]) for name, r in found.items()} == {
+        "sandbox_open_banking_instant": (4_000, 1),
+        SANDBOX: (2_500, 1),
+    }
+    assert found[SANDBOX]["document"]["txn_ids"] == [made.json()["id"]]
+    assert found[SANDBOX]["provider_reference"] == f"{SANDBOX}:funding_clearing:EUR:{today()}"
+    for record in found.values():
+        verify(record)
+
+
 def test_a_failing_task_ends_in_the_catch_path(local_backend: Any) -> None:
     done = run(local_backend, {"tenant_id": "ten_doesnotexist", "date": today()})
     assert done["status"] == "FAILED"

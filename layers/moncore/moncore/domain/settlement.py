@@ -14,20 +14,23 @@ from typing import Any
 from moncore.domain.canonical import canonical_bytes, sha256_hex
 from moncore.domain.ids import derived_id
 
-# The clearing system accounts a provider settles, and the tenant configuration naming that provider.
-SETTLED_PURPOSES: dict[str, str] = {"funding_clearing": "open_banking_provider"}
+# The clearing system accounts providers settle: open banking collections and payouts, card clearings. Which provider
+# an item belongs to is read from its leg (legs carry the provider that executed them), never from today's tenant
+# configuration: a tenant that switched adapters mid-day still settles each provider's items with that provider.
+SETTLED_PURPOSES = ("card_clearing", "funding_clearing", "payout_clearing")
+UNATTRIBUTED = "unattributed"  # legs written before legs carried their provider (settled apart, for an operator)
 SAFEGUARDING = "safeguarding"  # the system account mirroring the client money held at the safeguarding bank
 
 
 @dataclass(frozen=True, slots=True)
 class SettlementBatch:
-    """One unit of the settlement run (one Map iteration): a clearing purpose in one currency."""
+    """One unit of the settlement run (one Map iteration): a clearing purpose in one currency on one value date; it
+    yields one settlement per provider found among the day's settled legs."""
 
     tenant_id: str
     value_date: str  # YYYY-MM-DD (UTC)
     purpose: str
     currency: str
-    provider: str
 
     def record(self) -> dict[str, str]:
         return {
@@ -35,31 +38,43 @@ class SettlementBatch:
             "value_date": self.value_date,
             "purpose": self.purpose,
             "currency": self.currency,
-            "provider": self.provider,
         }
+
+    def of(self, provider: str) -> SettlementKey:
+        return SettlementKey(self, provider)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementKey:
+    """What one settlement record is about: a batch's items of one provider."""
+
+    batch: SettlementBatch
+    provider: str
 
     @property
     def provider_reference(self) -> str:
         """Unique per (tenant, provider, purpose, currency, value date): the settlement's identity everywhere."""
-        return f"{self.provider}:{self.purpose}:{self.currency}:{self.value_date}"
+        b = self.batch
+        return f"{self.provider}:{b.purpose}:{b.currency}:{b.value_date}"
 
     @property
     def settlement_id(self) -> str:
-        return derived_id("stl", self.tenant_id, self.provider_reference)
+        return derived_id("stl", self.batch.tenant_id, self.provider_reference)
 
 
 @dataclass(frozen=True, slots=True)
 class SettlementPayload:
-    batch: SettlementBatch
+    key: SettlementKey
     amount_minor: int  # what the provider owes the tenant for the day (the clearing account's net settled debit)
     item_count: int
     txn_ids: tuple[str, ...]
 
     def document(self) -> dict[str, Any]:
         return {
-            "settlement_id": self.batch.settlement_id,
-            "provider_reference": self.batch.provider_reference,
-            **self.batch.record(),
+            "settlement_id": self.key.settlement_id,
+            "provider_reference": self.key.provider_reference,
+            **self.key.batch.record(),
+            "provider": self.key.provider,
             "amount_minor": self.amount_minor,
             "item_count": self.item_count,
             "txn_ids": sorted(self.txn_ids),
@@ -75,5 +90,5 @@ class SettlementPayload:
 
 def net_settled(amounts_minor: list[int]) -> int:
     """The provider's debt for the day: the clearing account gave out (negative legs) what the provider collected;
-    returned as a positive amount (a negative one means the tenant owes the provider, e.g. refunds)."""
+    returned as a positive amount (a negative one means the tenant owes the provider, e.g. payouts and refunds)."""
     return -sum(amounts_minor)

@@ -1,7 +1,7 @@
 """Settlement: per provider and value date, the settled items of the provider's clearing account become one signed
 settlement record; where `settlement_finalization` is live its legs post, otherwise the record is kept in shadow
 mode (docs/settlement.md). Driven by statemachines/settlement.asl.json: `plan` lists the batches, `settle` runs once
-per batch (a Map iteration), `summarize` audits the run.
+per batch (a Map iteration) and records one settlement per provider found in it, `summarize` audits the run.
 
 Idempotent per (tenant, provider, purpose, currency, value date): the record is written once (attribute_not_exists)
 and the settlement transaction's id derives from the record's id, so a rerun, a retried task or two concurrent runs
@@ -24,6 +24,7 @@ from moncore.domain.ids import derived_id
 from moncore.domain.settlement import (
     SAFEGUARDING,
     SETTLED_PURPOSES,
+    UNATTRIBUTED,
     SettlementBatch,
     SettlementPayload,
     net_settled,
@@ -49,41 +50,45 @@ class SettlementService:
         self._tenancy = tenancy or TenancyService()
 
     def plan(self, tenant_id: str | None, value_date: str | None) -> dict[str, Any]:
-        """The batches of a run: every clearing purpose each tenant (one, or all) has an account for, per currency;
-        the value date defaults to the last closed UTC day (the daily schedule passes none)."""
+        """The batches of a run: every clearing account each tenant (one, or all) has, per currency; the value date
+        defaults to the last closed UTC day (the daily schedule passes none)."""
         day = check_day(value_date) if value_date else (utc_now() - timedelta(days=1)).strftime("%Y-%m-%d")
         if tenant_id is not None and find_tenant_item(tenant_id) is None:
             raise NotFound(f"tenant {tenant_id} not found")
-        batches = []
-        for tenant in [tenant_id] if tenant_id else tenancy_store.tenant_ids():
-            config = self._tenancy.tenant_config(tenant)
-            for item in account_store.tenant_accounts(tenant):
-                if item.purpose in SETTLED_PURPOSES:
-                    provider = str(getattr(config, SETTLED_PURPOSES[item.purpose]))
-                    batches.append(SettlementBatch(tenant, day, item.purpose, item.currency, provider).record())
+        batches = [
+            SettlementBatch(tenant, day, item.purpose, item.currency).record()
+            for tenant in ([tenant_id] if tenant_id else tenancy_store.tenant_ids())
+            for item in account_store.tenant_accounts(tenant)
+            if item.purpose in SETTLED_PURPOSES
+        ]
         return {"date": day, "batches": sorted(batches, key=lambda b: (b["tenant_id"], b["purpose"], b["currency"]))}
 
     def settle(self, batch: SettlementBatch, *, correlation_id: str) -> dict[str, Any]:
-        """Build, sign, (post) and record one batch's settlement; a rerun answers the stored record."""
-        stored = settlement_store.find(batch.tenant_id, batch.settlement_id)
-        if stored is not None:
-            return settlement_view(stored) | {"replayed": True}
-        payload = self._payload(batch)
-        signature = signing.sign(payload.signed_bytes())
+        """Build, sign, (post) and record the batch's settlement with each provider that has items in it; a rerun
+        answers the stored records."""
         live = allows(
             self._tenancy.tenant_config(batch.tenant_id).capabilities.get(
                 Capability.SETTLEMENT_FINALIZATION, "disabled"
             )
         )
         caller = Caller(batch.tenant_id, ACTOR, "system", correlation_id)
+        settled = [self._settle_one(caller, payload, live) for payload in self._payloads(batch)]
+        return {**batch.record(), "settlements": settled}
+
+    def _settle_one(self, caller: Caller, payload: SettlementPayload, live: bool) -> dict[str, Any]:
+        key, batch = payload.key, payload.key.batch
+        stored = settlement_store.find(batch.tenant_id, key.settlement_id)
+        if stored is not None:
+            return settlement_view(stored) | {"replayed": True}
+        signature = signing.sign(payload.signed_bytes())
         posted = self._post(caller, payload) if live and payload.amount_minor != 0 else None
         item = SettlementItem(
-            settlement_store.record_key(batch.tenant_id, batch.settlement_id),
-            settlement_id=batch.settlement_id,
+            settlement_store.record_key(batch.tenant_id, key.settlement_id),
+            settlement_id=key.settlement_id,
             tenant_id=batch.tenant_id,
-            date_sk=f"{batch.value_date}#{batch.settlement_id}",
-            provider=batch.provider,
-            provider_reference=batch.provider_reference,
+            date_sk=f"{batch.value_date}#{key.settlement_id}",
+            provider=key.provider,
+            provider_reference=key.provider_reference,
             purpose=batch.purpose,
             currency=batch.currency,
             value_date=batch.value_date,
@@ -97,15 +102,16 @@ class SettlementService:
             mode="live" if live else "shadow",
             posted_txn_id=posted,
             created_at=now_rfc3339(),
-            correlation_id=correlation_id,
+            correlation_id=caller.correlation_id,
         )
         return settlement_view(settlement_store.record_once(item))
 
     def summarize(self, value_date: str, results: list[dict[str, Any]], correlation_id: str) -> dict[str, Any]:
         """Audit the run once per tenant it settled (what, how much per currency, in which modes)."""
         by_tenant: dict[str, list[dict[str, Any]]] = {}
-        for result in results:
-            by_tenant.setdefault(result["tenant_id"], []).append(result)
+        settlements = [record for result in results for record in result["settlements"]]
+        for record in settlements:
+            by_tenant.setdefault(record["tenant_id"], []).append(record)
         for tenant_id, settled in sorted(by_tenant.items()):
             audit_store.append(
                 audit_event(
@@ -122,34 +128,39 @@ class SettlementService:
                     },
                 )
             )
-        return {"date": value_date, "tenants": len(by_tenant), "settlements": len(results)}
+        return {"date": value_date, "tenants": len(by_tenant), "settlements": len(settlements)}
 
     def for_date(self, tenant_id: str, value_date: str) -> list[dict[str, Any]]:
         return [settlement_view(item) for item in settlement_store.for_date(tenant_id, value_date)]
 
     # ---------------------------------------------------------------- internals
-    def _payload(self, batch: SettlementBatch) -> SettlementPayload:
-        """The clearing account's SETTLED legs recorded during the value date (UTC), settlements excluded."""
+    def _payloads(self, batch: SettlementBatch) -> list[SettlementPayload]:
+        """The clearing account's SETTLED legs recorded during the value date (UTC), settlements excluded, grouped
+        by the provider each leg names."""
         account_id = system_account(batch.tenant_id, batch.purpose, batch.currency).account_id
         since, upto = f"{batch.value_date}T00:00:00.000000Z", f"{batch.value_date}T23:59:59.999999Z"
-        amounts: list[int] = []
-        txn_ids: set[str] = set()
+        amounts: dict[str, list[int]] = {}
+        txn_ids: dict[str, set[str]] = {}
         for entry in ledger_store.account_entries(batch.tenant_id, account_id, since=since, upto=upto):
             if entry.phase == Phase.SETTLED.value and entry.txn_type != TxnType.SETTLEMENT.value:
-                amounts.append(entry.amount_minor)
-                txn_ids.add(entry.txn_id)
-        return SettlementPayload(batch, net_settled(amounts), len(txn_ids), tuple(sorted(txn_ids)))
+                provider = entry.provider or UNATTRIBUTED
+                amounts.setdefault(provider, []).append(entry.amount_minor)
+                txn_ids.setdefault(provider, set()).add(entry.txn_id)
+        return [
+            SettlementPayload(batch.of(provider), net_settled(amounts[provider]), len(ids), tuple(sorted(ids)))
+            for provider, ids in sorted(txn_ids.items())
+        ]
 
     def _post(self, caller: Caller, payload: SettlementPayload) -> str:
         """Move the day's net from the clearing account to the safeguarding mirror (or back, when negative)."""
-        batch = payload.batch
+        key, batch = payload.key, payload.key.batch
         clearing = system_account(batch.tenant_id, batch.purpose, batch.currency)
         bank = system_account(batch.tenant_id, SAFEGUARDING, batch.currency)
         amount = abs(payload.amount_minor)
         legs = (
             settled_pair(bank, clearing, amount) if payload.amount_minor > 0 else settled_pair(clearing, bank, amount)
         )
-        request = RequestIdentity(f"settlement:{batch.settlement_id}", payload.payload_sha256, {})
+        request = RequestIdentity(f"settlement:{key.settlement_id}", payload.payload_sha256, {})
         txn = new_transaction(
             caller,
             request,
@@ -158,12 +169,12 @@ class SettlementService:
             amount,
             batch.currency,
             gate={"capability": Capability.SETTLEMENT_FINALIZATION.value, "mode": "live"},
-            reference=batch.provider_reference,
-            provider=batch.provider,
-            provider_ref=batch.provider_reference,
+            reference=key.provider_reference,
+            provider=key.provider,
+            provider_ref=key.provider_reference,
         )
         event = first_event(caller, request, txn, EventKind.SETTLED, legs)
-        result = create(caller, request, txn, event, guards=(f"settlement#{batch.provider_reference}",))
+        result = create(caller, request, txn, event, guards=(f"settlement#{key.provider_reference}",))
         return str(result.body["id"])
 
 
