@@ -6,9 +6,14 @@ import logging
 import sys
 from collections.abc import Callable
 
-from bench import hot_account, screening
+from bench import hot_account, reconciliation, screening, verify
 
-BENCHES: dict[str, Callable[[list[str]], int]] = {"hot_account": hot_account.main, "screening": screening.main}
+BENCHES: dict[str, Callable[[list[str]], int]] = {
+    "hot_account": hot_account.main,
+    "screening": screening.main,
+    "reconciliation": reconciliation.main,
+    "verify": verify.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -162,7 +162,9 @@ def _configure_bucket(client: Any, name: str, properties: Mapping[str, Any]) -> 
     if versioning:
         client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning["Status"]})
     lock = properties.get("ObjectLockConfiguration")
-    if lock:
+    if lock and _current_lock(client, name) != _object_lock(lock):
+        # Only when it differs: moto refuses to (re)configure the lock of a bucket that already holds objects, which
+        # a second run finds once seals or bundles were written.
         client.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=_object_lock(lock))
     encryption = properties.get("BucketEncryption")
     if encryption:
@@ -171,6 +173,18 @@ def _configure_bucket(client: Any, name: str, properties: Mapping[str, Any]) -> 
     public_access = properties.get("PublicAccessBlockConfiguration")
     if public_access:
         client.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=dict(public_access))
+
+
+def _current_lock(client: Any, name: str) -> dict[str, Any] | None:
+    """The bucket's lock configuration as _object_lock writes it (moto also answers the unit not set, as 0)."""
+    try:
+        current = dict(client.get_object_lock_configuration(Bucket=name)["ObjectLockConfiguration"])
+    except ClientError:
+        return None  # not configured yet
+    default = (current.get("Rule") or {}).get("DefaultRetention")
+    if default:
+        current["Rule"] = {"DefaultRetention": {k: v for k, v in default.items() if v != 0}}
+    return current
 
 
 def _object_lock(lock: Mapping[str, Any]) -> dict[str, Any]:

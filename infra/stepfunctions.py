@@ -99,6 +99,20 @@ class LambdaDispatch:
             self._by_name[ctx.attributes.get(logical_id, {}).get("Arn", name)] = logical_id
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
+        self._faults: dict[str, list[str]] = {}  # logical id -> error types the next invokes answer, in order
+        self.invocations: dict[str, int] = {}  # logical id -> invokes dispatched (faults included)
+
+    def fail_next(self, logical_id: str, count: int = 1, error_type: str = "Lambda.ServiceException") -> None:
+        """Fault injection for tests: the next `count` invokes of the function answer `error_type` without running
+        it, as a Lambda service failure reaches Step Functions; the state machine's Retry/Catch must cope."""
+        with self._lock:
+            self._faults.setdefault(logical_id, []).extend([error_type] * count)
+
+    def _take_fault(self, logical_id: str) -> str | None:
+        with self._lock:
+            self.invocations[logical_id] = self.invocations.get(logical_id, 0) + 1
+            pending = self._faults.get(logical_id)
+            return pending.pop(0) if pending else None
 
     def logical_id(self, function: str) -> str:
         """The template function named by a name, an ARN, or an ARN with a qualifier."""
@@ -121,7 +135,11 @@ class LambdaDispatch:
     def invoke(self, function: str, body: bytes | str | None, response_headers: dict[str, str]) -> bytes:
         event = json.loads(body or b"{}")
         try:
-            result = self.pool(self.logical_id(function)).invoke(event)
+            logical_id = self.logical_id(function)
+            fault = self._take_fault(logical_id)
+            if fault is not None:
+                raise FunctionError(fault, f"injected fault: {fault}")
+            result = self.pool(logical_id).invoke(event)
         except FunctionError as error:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": error.error_type, "errorMessage": str(error)}).encode()

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.audit.exports import ADMIN, ExportService
 from moncore.compliance import aml
 from moncore.compliance.cases import CaseService
 from moncore.compliance.freezes import FreezeService
@@ -21,6 +22,7 @@ from moncore.http.schemas import (
     CaseNote,
     ChangeCapability,
     ChangeTenantConfig,
+    CreateEvidenceBundle,
     CreateTenant,
     DecideCase,
     Decision,
@@ -29,12 +31,16 @@ from moncore.http.schemas import (
     EscalateCase,
     Id,
     OpenCase,
+    ProposeAdjustment,
+    StartReconciliation,
     StatusReason,
 )
 from moncore.ledger.card_events import CardEventReceiver
 from moncore.ledger.open_banking import OpenBankingService
 from moncore.providers import registry
 from moncore.providers.replay import Receiver, WebhookEvents
+from moncore.reconciliation.adjustments import AdjustmentService
+from moncore.reconciliation.service import ReconciliationService
 from moncore.tenancy.capabilities import CapabilityService
 from moncore.tenancy.keys import IssuedKey
 from moncore.tenancy.service import TenancyService
@@ -47,6 +53,9 @@ capabilities = CapabilityService(tenancy)
 freezes = FreezeService()
 kyc = KycService(tenancy, cases)
 watchlists = WatchlistService()
+exports = ExportService()
+reconciliations = ReconciliationService(tenancy)
+adjustments = AdjustmentService()
 # Operator replays run a stored delivery through its domain's receiver, as functions/webhooks/app.py RECEIVERS
 # would: one line per domain, like there.
 REPLAY_RECEIVERS: dict[str, Receiver] = {
@@ -58,7 +67,8 @@ webhook_events = WebhookEvents(REPLAY_RECEIVERS)
 app.configure_openapi(
     title="MonCore admin API",
     version="1.0.0",
-    description="Admin plane: tenants, API keys, capabilities (four-eyes), freezes, cases, screening watchlists.",
+    description="Admin plane: tenants, API keys, capabilities (four-eyes), freezes, cases, screening watchlists, "
+    "reconciliations (runs, exceptions, four-eyes adjustments).",
 )
 
 PathId = Annotated[Id, Path()]
@@ -67,6 +77,7 @@ APPROVERS = ("admin",)  # a change to live: requested by a manager, approved by 
 FREEZERS = ("compliance_officer", "operator", "admin")
 UNFREEZERS = ("compliance_officer", "admin")  # lifting a freeze is a compliance decision, not an operation
 WATCHLIST_KEEPERS = ("compliance_officer", "admin")  # tenants' sanctions watchlists are compliance data
+BUNDLE_MAKERS = ("compliance_officer", "operator", "admin")  # regulator evidence bundles (any admin role reads them)
 
 
 @app.get("/admin/v1/openapi.json")
@@ -270,6 +281,83 @@ def freeze_account(tenant_id: PathId, account_id: PathId, body: StatusReason) ->
 @app.post("/admin/v1/accounts/<tenant_id>/<account_id>/unfreeze")
 def unfreeze_account(tenant_id: PathId, account_id: PathId, body: StatusReason) -> dict[str, Any]:
     return freezes.unfreeze_account(admin_caller(app, *UNFREEZERS), tenant_id, account_id, reason=body.reason)
+
+
+@app.post("/admin/v1/reconciliations")
+def start_reconciliation(body: StartReconciliation) -> Response[str]:
+    """202 {id, status, attempt}: the run of (tenant, provider, date) started, or the existing one when it is running
+    or completed (idempotent per day; a FAILED run starts its next attempt). docs/reconciliation.md."""
+    who = admin_caller(app, *MANAGERS)
+    return idempotent(
+        app,
+        who,
+        lambda _: reconciliations.start(
+            who,
+            tenant_id=body.tenant_id,
+            provider=body.provider,
+            day=body.date,
+            statement_s3_key=body.statement_s3_key,
+        ),
+        status=202,
+    )
+
+
+@app.get("/admin/v1/reconciliations/<run_id>")
+def get_reconciliation(
+    run_id: PathId,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> dict[str, Any]:
+    """The run: status, counts per result, balance check, report keys with SHA-256, error; a page of exceptions."""
+    admin_caller(app)
+    return reconciliations.get_run(run_id, limit=limit, cursor=cursor)
+
+
+@app.post("/admin/v1/reconciliations/<run_id>/exceptions/<exception_id>/adjustments")
+def propose_adjustment(run_id: PathId, exception_id: PathId, body: ProposeAdjustment) -> Response[str]:
+    """201: an adjustment of an open exception, proposed; it posts when another admin approves it."""
+    who = admin_caller(app, *MANAGERS)
+    return idempotent(app, who, lambda _: adjustments.propose(who, run_id, exception_id, reason=body.reason))
+
+
+@app.post("/admin/v1/reconciliations/<run_id>/adjustments/<adjustment_id>/approve")
+def approve_adjustment(run_id: PathId, adjustment_id: PathId, body: Empty) -> dict[str, Any]:
+    """Another admin than the proposer (403 four_eyes_required otherwise) posts the adjustment, once."""
+    return adjustments.approve(admin_caller(app, *APPROVERS), run_id, adjustment_id)
+
+
+@app.post("/admin/v1/reconciliations/<run_id>/adjustments/<adjustment_id>/reject")
+def reject_adjustment(run_id: PathId, adjustment_id: PathId, body: Decision) -> dict[str, Any]:
+    """Withdraw a proposed adjustment (nothing posts); its exception is open again."""
+    return adjustments.reject(admin_caller(app, *MANAGERS), run_id, adjustment_id, reason=body.reason)
+
+
+@app.post("/admin/v1/evidence-bundles")
+def create_evidence_bundle(body: CreateEvidenceBundle) -> Response[str]:
+    """202 {id, status}: a regulator evidence bundle of the tenant's records of `kinds` over [from, to), built
+    asynchronously (docs/audit.md, "Exports and evidence bundles"); the operator is named in its signed manifest."""
+    who = admin_caller(app, *BUNDLE_MAKERS)
+    return idempotent(
+        app,
+        who,
+        lambda req: exports.request(
+            who,
+            req,
+            origin=ADMIN,
+            tenant_id=body.tenant_id,
+            kinds=body.kinds,
+            scope_from=body.from_,
+            scope_to=body.to,
+        ),
+        status=202,
+    )
+
+
+@app.get("/admin/v1/evidence-bundles/<bundle_id>")
+def get_evidence_bundle(bundle_id: PathId) -> dict[str, Any]:
+    """{status, progress, manifest, download_url, ...} of a bundle made on the admin plane (partner exports are 404)."""
+    admin_caller(app)
+    return exports.get(bundle_id, origin=ADMIN)
 
 
 def _issued(tenant_id: str, issued: IssuedKey) -> Result:

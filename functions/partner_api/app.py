@@ -7,6 +7,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from moncore.audit import sealing
+from moncore.audit.exports import PARTNER, ExportService
 from moncore.compliance.kyc import KycService
 from moncore.compliance.screening.service import ScreeningService
 from moncore.domain.cards import CardAction
@@ -17,6 +19,7 @@ from moncore.http.schemas import (
     CardStatusChange,
     CreateAccount,
     CreateConversion,
+    CreateExport,
     CreateFunding,
     CreateFxQuote,
     CreateQrPayment,
@@ -49,6 +52,7 @@ screening = ScreeningService()
 kyc = KycService()
 withdrawals = WithdrawalService()
 cards = CardService()
+exports = ExportService()
 app.configure_openapi(
     title="MonCore partner API",
     version="1.0.0",
@@ -240,6 +244,40 @@ def screening_check(body: ScreeningCheck) -> dict[str, Any]:
 @app.get("/v1/transactions/<txn_id>")
 def get_transaction(txn_id: PathId) -> dict[str, Any]:
     return ledger.get_transaction(tenant_caller(app), txn_id)
+
+
+@app.get("/v1/transactions/<txn_id>/proof")
+def get_transaction_proof(txn_id: PathId) -> dict[str, Any]:
+    """Each leg as stored, its SHA-256, its Merkle inclusion proof and the signed block that seals it (docs/audit.md);
+    409 `not_sealed` until the seal job has sealed every leg."""
+    return sealing.transaction_proof(tenant_caller(app).require_tenant(), txn_id)
+
+
+@app.post("/v1/exports")
+def create_export(body: CreateExport) -> Response[str]:
+    """202 {id, status}: the export is built asynchronously into a signed evidence bundle (docs/audit.md, "Exports and
+    evidence bundles"); GET /v1/exports/{id} shows its progress, then its manifest and a download URL."""
+    who = tenant_caller(app)
+    return idempotent(
+        app,
+        who,
+        lambda req: exports.request(
+            who,
+            req,
+            origin=PARTNER,
+            tenant_id=who.require_tenant(),
+            kinds=[body.kind],
+            scope_from=body.from_,
+            scope_to=body.to,
+        ),
+        status=202,
+    )
+
+
+@app.get("/v1/exports/<export_id>")
+def get_export(export_id: PathId) -> dict[str, Any]:
+    """{status, progress, manifest, download_url, ...}; another tenant's export (or a regulator bundle) is 404."""
+    return exports.get(export_id, origin=PARTNER, tenant_id=tenant_caller(app).require_tenant())
 
 
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

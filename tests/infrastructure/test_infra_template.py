@@ -28,6 +28,9 @@ APPEND_ONLY_TABLES = (
     "ExceptionsTable",
     "AmlEventsTable",
     "SettlementsTable",
+    "ReconciliationsTable",
+    "SealsTable",
+    "ExportsTable",
 )
 # Every function role must carry an explicit Deny of these on the append-only tables (DESIGN.md invariant 3).
 REQUIRED_DENY_ACTIONS = ("dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
@@ -37,6 +40,10 @@ FORBIDDEN_ALLOW_ACTIONS = (*REQUIRED_DENY_ACTIONS, "dynamodb:PartiQLUpdate", "dy
 # (DynamoDBCrudPolicy and DynamoDBWritePolicy grant UpdateItem/DeleteItem/BatchWriteItem, DynamoDBReconfigurePolicy
 # grants UpdateTable, which can switch deletion protection and PITR off).
 READ_ONLY_POLICY_TEMPLATES = frozenset({"DynamoDBReadPolicy", "DynamoDBStreamReadPolicy"})
+# The AWS managed policy SAM attaches to a function with a DynamoDB stream event source (the seal trigger,
+# docs/audit.md): dynamodb:DescribeStream, GetRecords, GetShardIterator, ListStreams and CloudWatch Logs; no item
+# writes.
+STREAM_READ_MANAGED_POLICIES = frozenset({"AWSLambdaDynamoDBExecutionRole"})
 POLICY_BEARING_TYPES = ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
 IAM_POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy")
 
@@ -194,6 +201,8 @@ def managed_policy_violation(where: str, policy: Any) -> list[str]:
     if text is None:
         return []
     name = text.rsplit("/", 1)[-1]
+    if name in STREAM_READ_MANAGED_POLICIES:
+        return []
     if name in ("AdministratorAccess", "PowerUserAccess") or ("DynamoDB" in name and "ReadOnly" not in name):
         return [f"{where}: managed policy {text!r} may write to the append-only tables"]
     return []
@@ -683,6 +692,10 @@ MUTATIONS: dict[str, tuple[str, Callable[[Template], None]]] = {
         lambda t: _add_policy(t, {"Statement": [{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}]}),
     ),
     "dynamodb_full_access_managed_policy": ("append_only_allow", lambda t: _add_policy(t, "AmazonDynamoDBFullAccess")),
+    "dynamodb_stream_policy_name_spoofed": (
+        "append_only_allow",
+        lambda t: _add_policy(t, "arn:aws:iam::aws:policy/AWSLambdaDynamoDBExecutionRoleFullAccess"),
+    ),
     "separate_iam_policy_resource": (
         "append_only_allow",
         lambda t: t["Resources"].update(

@@ -33,9 +33,9 @@ INTEGRATION_PARAMETERS = {
     "AuthorizerCacheTtlSeconds": "0",
     "TenantConfigCacheSeconds": "0",
     "WebhookSecretCacheSeconds": "0",  # a rotated webhook secret applies to the very next delivery
-    # The second, minimal open banking adapter lives in the tests only; this is how it reaches the functions
-    # (moncore/providers/plugins.py): configuration, no kernel change (tests/integration/test_open_banking.py).
-    "ProviderPlugins": "tests.integration.open_banking_minimal",
+    # Second, minimal adapters (open banking, screening) live in the tests only; this is how they reach the functions
+    # (moncore/providers/plugins.py): configuration, no kernel change (test_open_banking.py, test_execution_plane.py).
+    "ProviderPlugins": "tests.integration.open_banking_minimal,tests.integration.screening_minimal",
 }
 
 

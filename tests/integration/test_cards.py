@@ -58,12 +58,24 @@ def send(call: Any, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def deliver_all(
-    call: Any, events: Sequence[dict[str, Any]], *, order: Sequence[int], duplicates: bool, secret: str
+    call: Any,
+    events: Sequence[dict[str, Any]],
+    *,
+    order: Sequence[int],
+    duplicates: bool,
+    secret: str,
+    back_to_back: bool = False,
 ) -> list[Any]:
+    """Deliver `events` in `order`; with `duplicates`, each twice: all the first deliveries then every redelivery
+    (backwards), or, `back_to_back`, each redelivered right after its first delivery (an event still parked for its
+    predecessor is redelivered while it waits)."""
     from moncore.providers.cards import schedule
 
+    deliveries = schedule(events, order=order, duplicates=duplicates and not back_to_back)
+    if duplicates and back_to_back:
+        deliveries = [delivery for delivery in deliveries for _ in range(2)]
     answers = []
-    for delivery in schedule(events, order=order, duplicates=duplicates):
+    for delivery in deliveries:
         answered = post(call, delivery.body, signed_at_s=delivery.signed_at_s, secret=secret)
         assert answered.status == 200, answered.json()
         answers.append(answered.json())
@@ -206,11 +218,13 @@ def test_card_issuing_is_refused_until_two_admins_activate_it_and_never_stores_a
 
 
 # ------------------------------------------------------------------------------------------------ every order
-# Two card lifecycles (amounts in cents): authorisation 10.00 raised by 2.00, a partial clearing of 7.00, then
-# either a final clearing of 4.00 (the rest, 1.00, is released) or an authorisation reversal of the 5.00 left.
-# (Small amounts: 24 lifecycles a day stay within tier_0's daily limit.)
+# Three card lifecycles (amounts in cents) covering every processor event kind: authorisation 10.00 raised by 2.00,
+# a partial clearing of 7.00, then either a final clearing of 4.00 (the rest, 1.00, is released) or an
+# authorisation reversal of the 5.00 left; and authorisation 10.00, clearings of 6.00 and a final 3.00 (1.00
+# released), then a refund of 2.00. (Small amounts: 24 lifecycles a day stay within tier_0's daily limit.)
 FINAL_CLEARING = (("authorization", 1_000), ("increment", 200), ("clearing", 700), ("final", 400))
 REVERSED_REST = (("authorization", 1_000), ("increment", 200), ("clearing", 700), ("reversal", 500))
+REFUNDED = (("authorization", 1_000), ("clearing", 600), ("final", 300), ("refund", 200))
 
 
 def lifecycle(net: Any, steps: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
@@ -223,46 +237,64 @@ def lifecycle(net: Any, steps: Sequence[tuple[str, int]]) -> list[dict[str, Any]
             events.append(net.clearing(auth, amount))
         elif kind == "final":
             events.append(net.clearing(auth, amount, final=True))
+        elif kind == "refund":
+            events.append(net.refund(auth, amount))
         else:
             events.append(net.reversal(auth, amount))
     return events
 
 
+def settled(authorized: int, captured: int, refunded: int = 0) -> dict[str, Any]:
+    return {"status": "SETTLED", "authorized_minor": authorized, "captured_minor": captured, "reversed_minor": refunded}
+
+
 @pytest.mark.parametrize(
-    ("steps", "expected", "spent_minor"),
+    ("steps", "expected"),
     [
-        (FINAL_CLEARING, {"status": "SETTLED", "authorized_minor": 1_200, "captured_minor": 1_100}, 1_100),
-        (REVERSED_REST, {"status": "SETTLED", "authorized_minor": 1_200, "captured_minor": 700}, 700),
+        (FINAL_CLEARING, settled(1_200, 1_100)),
+        (REVERSED_REST, settled(1_200, 700)),
+        (REFUNDED, settled(1_000, 900, 200)),
     ],
-    ids=["final-clearing", "reversal"],
+    ids=["final-clearing", "reversal", "refund"],
 )
 def test_every_order_of_a_card_lifecycle_ends_the_same_and_posts_nothing_twice(
-    call: Any, live: Tenant, steps: Sequence[tuple[str, int]], expected: dict[str, Any], spent_minor: int
+    call: Any, live: Tenant, steps: Sequence[tuple[str, int]], expected: dict[str, Any]
 ) -> None:
+    """Every permutation of the lifecycle's events, each delivered twice: in half of the orders the redeliveries
+    come after all first deliveries, in the other half right after each first one (while it may still be parked)."""
     orders = list(itertools.permutations(range(len(steps))))
+    spent_minor = expected["captured_minor"] - expected["reversed_minor"]
     funded = 1_200 * len(orders)
     account_id, card = cardholder(call, live, funded)
     net, secret = network(card), ensure_secret()
     finals = []
     for count, order in enumerate(orders, start=1):
         events = lifecycle(net, steps)
-        answers = deliver_all(call, events, order=order, duplicates=True, secret=secret)
-        firsts, redeliveries = answers[: len(events)], answers[len(events) :]
+        back_to_back = count % 2 == 0
+        answers = deliver_all(call, events, order=order, duplicates=True, secret=secret, back_to_back=back_to_back)
+        if back_to_back:
+            firsts, redeliveries = answers[0::2], answers[1::2]
+        else:
+            firsts, redeliveries = answers[: len(events)], answers[len(events) :]
         assert {a["result"]["status"] for a in redeliveries} == {"duplicate"}, order
         assert not any(a["result"]["outcome"] == "rejected" for a in firsts), (order, firsts)
         by_id = {a["id"]: a for a in firsts}
         assert by_id[events[0]["id"]]["approved"] is True
         txn = transaction(call, live, firsts[0]["result"]["txn_id"])
         assert {k: txn[k] for k in expected} == expected, order
-        assert txn["held_minor"] == 0 and txn["released_minor"] == 1_200 - spent_minor
+        assert txn["held_minor"] == 0
+        assert txn["released_minor"] == expected["authorized_minor"] - expected["captured_minor"], order
+        assert len(txn["reversals"]) == (1 if expected["reversed_minor"] else 0), order
         finals.append([(step.get("event"), step.get("amount_minor"), step.get("status")) for step in txn["lifecycle"]])
         got = balance(call, live, account_id)
         left = funded - spent_minor * count
         assert (got["posted_minor"], got["pending_out_minor"], got["available_minor"]) == (left, 0, left), order
     assert all(final == finals[0] for final in finals)  # the same lifecycle, step by step, whatever the order
     legs = [i for i in ledger_items(live.id) if i.get("account_id") == account_id and i.get("phase") == "SETTLED"]
-    debits = [int(i["leg_amount_minor"]) for i in legs if int(i["leg_amount_minor"]) < 0]
-    assert -sum(debits) == spent_minor * len(orders)  # every clearing posted exactly once
+    amounts = [int(i["leg_amount_minor"]) for i in legs]
+    # Every clearing posted exactly once, every refund credited exactly once (besides the funding).
+    assert -sum(a for a in amounts if a < 0) == expected["captured_minor"] * len(orders)
+    assert sum(a for a in amounts if a > 0) == funded + expected["reversed_minor"] * len(orders)
 
 
 # ------------------------------------------------------------------------------------------------ shadow clearing
@@ -325,17 +357,33 @@ def test_card_clearing_in_shadow_records_and_reconciles_but_posts_nothing_then_l
         2,
     ]
 
-    # Live after onboarding (four-eyes), no migration: the next clearing posts; the shadow-cleared hold is untouched.
+    # A payment authorised while clearing is still in shadow, not cleared yet: its hold waits like any other.
+    pending = net.authorization(1_000)
+    pending_txn = send(call, pending)["result"]["txn_id"]
+    assert balance(call, tenant, account_id)["available_minor"] == 4_000
+
+    # Live after onboarding (four-eyes), no migration: the next clearings post, including the one of the payment
+    # authorised in shadow; the shadow-cleared hold is untouched (never posted retroactively).
     go_live(call, admins, tenant.id, "card_clearing")
+    cleared = send(call, net.clearing(pending, 1_000, final=True))
+    assert (cleared["result"]["outcome"], cleared["result"]["txn_id"]) == ("applied", pending_txn)
     later = net.authorization(2_000)
-    assert send(call, later)["approved"] is True
+    approved = send(call, later)
+    assert approved["approved"] is True
     assert send(call, net.clearing(later, 2_000, final=True))["result"]["outcome"] == "applied"
     got = balance(call, tenant, account_id)
-    assert (got["posted_minor"], got["pending_out_minor"], got["available_minor"]) == (8_000, 5_000, 3_000)
+    assert (got["posted_minor"], got["pending_out_minor"], got["available_minor"]) == (7_000, 5_000, 2_000)
     assert transaction(call, tenant, txn_id)["status"] == "AUTHORIZED"
-    live_records = [r for r in cards_table(f"{tenant.id}#clearing#") if r["mode"] == "live"]
-    assert len(live_records) == 1 and live_records[0]["posted"] is True
-    assert sorted(int(leg[1]) for leg in live_records[0]["legs"]) == [-2_000, -2_000, 2_000, 2_000]
+    settled_in_live = transaction(call, tenant, pending_txn)
+    assert (settled_in_live["status"], settled_in_live["captured_minor"]) == ("SETTLED", 1_000)
+    live_records = sorted(
+        (r for r in cards_table(f"{tenant.id}#clearing#") if r["mode"] == "live"), key=lambda r: str(r["sort_key"])
+    )
+    assert [(r["txn_id"], r["posted"]) for r in live_records] == [
+        (pending_txn, True),
+        (approved["result"]["txn_id"], True),
+    ]
+    assert sorted(int(leg[1]) for leg in live_records[1]["legs"]) == [-2_000, -2_000, 2_000, 2_000]
 
 
 # ------------------------------------------------------------------------------------------------ refunds

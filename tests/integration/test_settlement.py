@@ -158,6 +158,37 @@ def test_each_provider_settles_its_own_items_even_after_the_tenant_switched_adap
         verify(record)
 
 
+def test_a_task_failing_twice_is_retried_and_the_run_settles_once(
+    call: Any, admin_key: str, local_backend: Any
+) -> None:
+    tenant, _ = funded_tenant(call, admin_key, (3_000,))
+    dispatch = local_backend.states
+    before = dispatch.invocations.get("SettlementFunction", 0)
+    dispatch.fail_next("SettlementFunction", 2)  # Plan fails twice (a Lambda service error), then runs
+    done = run(local_backend, {"tenant_id": tenant.id, "date": today()})
+    assert done["status"] == "SUCCEEDED", done
+    # Plan x3 (two faults, then the real one), one SettleBatch, Summarize.
+    assert dispatch.invocations["SettlementFunction"] - before == 5
+    (record,) = records(tenant)
+    assert (record["amount_minor"], record["item_count"]) == (3_000, 1)
+    verify(record)
+
+
+def test_a_task_failing_beyond_its_retries_ends_in_the_catch_path(
+    call: Any, admin_key: str, local_backend: Any
+) -> None:
+    tenant, _ = funded_tenant(call, admin_key, (1_000,))
+    dispatch = local_backend.states
+    before = dispatch.invocations.get("SettlementFunction", 0)
+    dispatch.fail_next("SettlementFunction", 4)  # the first attempt of Plan and its three retries
+    done = run(local_backend, {"tenant_id": tenant.id, "date": today()})
+    assert (done["status"], done.get("error")) == ("FAILED", "SettlementFailed"), done
+    assert dispatch.invocations["SettlementFunction"] - before == 4  # nothing ran after Plan gave up
+    assert records(tenant) == []
+    again = run(local_backend, {"tenant_id": tenant.id, "date": today()})  # safe to start again
+    assert again["status"] == "SUCCEEDED" and [r["amount_minor"] for r in records(tenant)] == [1_000]
+
+
 def test_a_failing_task_ends_in_the_catch_path(local_backend: Any) -> None:
     done = run(local_backend, {"tenant_id": "ten_doesnotexist", "date": today()})
     assert done["status"] == "FAILED"

@@ -124,6 +124,7 @@ def _real_ctx(template_path: Path) -> tuple[dict[str, Any], ResolveContext]:
             ctx.refs[logical_id] = resolve(resource["Properties"]["TableName"], ctx)
     ctx.refs.update({"ApiKeyPepperSecret": "secret-arn", "EvidenceBucket": "bucket", "SigningKey": "key-id"})
     ctx.refs["WebhookSigningSecrets"] = "webhook-secrets-arn"
+    ctx.refs["ExportsStateMachine"] = "exports-state-machine-arn"  # the partner and admin APIs start exports
     return template, ctx
 
 
@@ -144,6 +145,7 @@ def test_real_template_function_environment(template_path: Path) -> None:
     environment = function_environment(template, "PartnerApiFunction", ctx)
     assert environment["POWERTOOLS_SERVICE_NAME"] == "partner-api"
     assert environment["MONCORE_TENANTS_TABLE"] == "moncore-sandbox-tenants"
+    assert environment["MONCORE_EXPORTS_STATE_MACHINE_ARN"] == "exports-state-machine-arn"
 
 
 def test_table_request_keeps_schema_and_drops_what_dynamodb_local_rejects(template_path: Path) -> None:

@@ -6,9 +6,14 @@ moncore screening score NAME1 NAME2                   the screening engine's sco
 moncore statements parse FILE                         parse a camt.053 / camt.054 / MT940 file: one JSON object per
                                                       entry and per balance (docs/reconciliation.md); 2 if malformed
 moncore jobs run JOB --tenant T [--date D]            run a scheduled job (expire_holds, snapshot, rebuild_verify,
-                                                      rebuild_restore, rescreen, tier_enforcement, aml_sweep) for one
-                                                      tenant and print its report as JSON; `settlement` starts the
+                                                      rebuild_restore, rescreen, tier_enforcement, aml_sweep, seal,
+                                                      verify_chain) for one tenant and print its report as JSON (exit
+                                                      1 when it fails, e.g. a broken chain); `settlement` starts the
                                                       state machine and follows it with a progress bar
+moncore verify BUNDLE.zip [--public-key FILE]         check an evidence bundle offline (no AWS, no network): exit 0
+                                                      when every check holds, else 1 naming the first failure
+moncore exports show ID [--follow]                    an export's or evidence bundle's record; --follow redraws its
+                                                      progress until it is READY or FAILED (exit 1 when FAILED)
 
 Kernel commands use the stack's function environment variables (table names, endpoints). When they are not set, the
 environment the local stack (`make run`) wrote into its state file is used: $MONCORE_STATE_DIR/stack.json, else
@@ -22,6 +27,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from moncore import __version__
 
@@ -49,7 +55,7 @@ def _use_stack_environment(stack_file: str | None) -> None:
     os.environ.update({str(name): str(value) for name, value in environment.items()})
 
 
-WORKFLOWS = ("settlement",)  # jobs that are state machines (Step Functions), not Jobs-function runs
+WORKFLOWS = ("settlement", "reconciliation")  # jobs that are state machines (Step Functions), not Jobs-function runs
 
 
 def _run_job(args: argparse.Namespace) -> int:
@@ -121,6 +127,96 @@ def _progress(job: str, events: list[dict[str, object]], elapsed_s: float) -> No
     print(f"\r{job} [{bar}] {done}/{started} batches, {elapsed_s:.0f}s elapsed, eta {eta}", end="", file=sys.stderr)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    """Offline: imports the verifier (standard library, cryptography, MonCore's pure formats) and nothing that talks
+    to AWS."""
+    from moncore.audit.verifier import describe, verify_bundle  # noqa: PLC0415
+
+    key = None
+    if args.public_key:
+        try:
+            key = Path(args.public_key).read_bytes()
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    report = verify_bundle(args.bundle, key)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    elif report.failure is not None:
+        print(describe(report.failure))
+    else:
+        print(_verified(report.summary))
+    return 0 if report.ok else 1
+
+
+def _verified(summary: dict[str, Any]) -> str:
+    blocks = summary["blocks"]
+    key = summary["public_key"]
+    lines = [
+        f"OK {summary['bundle']} (tenant {summary['tenant_id']}, scope [{summary['scope']['from']}, "
+        f"{summary['scope']['to']})): every check holds",
+        *(f"  {name}: {rows} rows, SHA-256 and row count as signed" for name, rows in summary["rows"].items()),
+        f"  blocks {blocks['first_seq']}..{blocks['last_seq']} ({blocks['count']}, head {blocks['head_hash']}): "
+        "chained, signed, Merkle roots over their leaves"
+        if blocks["count"]
+        else "  no blocks (no sealed item in the scope)",
+        f"  sealed items of the scope, each exported once: {summary['sealed_items_in_scope']}",
+        f"  manifest signature verified with the {key['source']} public key, SHA-256 {key['sha256']}",
+    ]
+    if key["source"] == "bundle":
+        lines.append(
+            "  (pass --public-key with the key MonCore publishes to check the bundle's origin, not only its integrity)"
+        )
+    return "\n".join(lines)
+
+
+def _show_export(args: argparse.Namespace) -> int:
+    """The record (GET's answer) as JSON; with --follow a progress line is redrawn on stderr until the export is
+    READY or FAILED."""
+    try:
+        _use_stack_environment(args.stack_file)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import time  # noqa: PLC0415
+
+    from moncore.audit.exports import FAILED, READY, ExportService  # noqa: PLC0415 - after the environment is set
+    from moncore.domain.errors import DomainError  # noqa: PLC0415
+
+    service = ExportService()
+    started = time.monotonic()
+    while True:
+        try:
+            record = service.get(args.export_id, origin=None)
+        except DomainError as exc:
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 2
+        if not args.follow or record["status"] in (READY, FAILED):
+            break
+        _export_progress(record, time.monotonic() - started)
+        time.sleep(0.5)
+    if args.follow:
+        _export_progress(record, time.monotonic() - started)
+        print(file=sys.stderr)
+    print(json.dumps(record, indent=2))
+    return 1 if record["status"] == FAILED else 0
+
+
+def _export_progress(record: dict[str, Any], elapsed_s: float) -> None:
+    progress = record.get("progress") or {}
+    total = max(int(progress.get("steps_total") or 1), 1)
+    done = int(progress.get("steps_done") or 0)
+    width = 30
+    bar = "#" * int(width * done / total) + "." * (width - int(width * done / total))
+    step = progress.get("step") or "waiting"
+    print(
+        f"\r{record['id']} {record['status']} [{bar}] {done}/{total} steps, {step}, "
+        f"{int(progress.get('rows') or 0):,} rows, {elapsed_s:.0f}s",
+        end="",
+        file=sys.stderr,
+    )
+
+
 def _format_money(args: argparse.Namespace) -> int:
     from moncore.domain.errors import DomainError  # noqa: PLC0415
     from moncore.domain.money import format_minor  # noqa: PLC0415
@@ -149,15 +245,23 @@ def _screening_score(args: argparse.Namespace) -> int:
 
 def _statements_parse(args: argparse.Namespace) -> int:
     """Every entry and balance of a statement file as JSON lines. The file is read twice: first validated to its end,
-    then printed, so a malformed file prints nothing on stdout (no partial statement to mistake for a whole one)."""
+    then printed, so a malformed file prints nothing on stdout (no partial statement to mistake for a whole one).
+
+    A reader that closes the pipe early (`moncore statements parse F | head -1`) has what it asked for: the command
+    ends quietly with 0 instead of reporting the closed pipe as an error."""
     from moncore.domain.errors import StatementMalformed  # noqa: PLC0415
     from moncore.reconciliation.statements import parse_statement  # noqa: PLC0415 - lxml only when needed
 
     try:
         for _ in parse_statement(args.file):
             pass
+        write = sys.stdout.write
         for record in parse_statement(args.file):
-            print(json.dumps(record.to_dict(), ensure_ascii=False))
+            write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
     except StatementMalformed as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
@@ -165,6 +269,16 @@ def _statements_parse(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after the reader closed it, so the interpreter's final flush of what is still
+    buffered does not raise BrokenPipeError again at exit (the recipe of the Python signal module documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (an in-process capture): nothing to flush
+        pass
 
 
 def parser() -> argparse.ArgumentParser:
@@ -209,6 +323,8 @@ def parser() -> argparse.ArgumentParser:
             "rescreen",
             "tier_enforcement",
             "aml_sweep",
+            "seal",
+            "verify_chain",
             *WORKFLOWS,
         ],
     )
@@ -216,6 +332,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--date", help="snapshot or settlement day YYYY-MM-DD (default: the last closed UTC day)")
     run.add_argument("--stack-file", help="local stack state file (default $MONCORE_STATE_DIR/stack.json)")
     run.set_defaults(run=_run_job)
+
+    verify = commands.add_parser("verify", help="verify an evidence bundle offline (no AWS, no network)")
+    verify.add_argument("bundle", help="the bundle ZIP")
+    verify.add_argument("--public-key", help="MonCore's public key (PEM or DER) to trust instead of the bundle's")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(run=_verify)
+
+    exports = commands.add_parser("exports", help="exports and evidence bundles").add_subparsers(
+        dest="action", required=True
+    )
+    show = exports.add_parser("show", help="an export's record; --follow shows its progress until it ends")
+    show.add_argument("export_id")
+    show.add_argument("--follow", action="store_true", help="redraw the progress until READY or FAILED")
+    show.add_argument("--stack-file", help="local stack state file (default $MONCORE_STATE_DIR/stack.json)")
+    show.set_defaults(run=_show_export)
     return root
 
 

@@ -23,6 +23,7 @@ class Settings:
     exceptions_table: str
     aml_events_table: str
     settlements_table: str
+    reconciliations_table: str  # append-only: reconciliation runs, their exceptions and adjustments (versions)
     provider_events_table: str
     kyc_checks_table: str
     webhook_events_table: str
@@ -34,12 +35,17 @@ class Settings:
     guards_table: str
     idempotency_table: str
     audit_table: str
+    seals_table: str  # sealed blocks (moncore/audit/sealing.py), append-only
+    exports_table: str  # export and evidence bundle records (moncore/audit/exports.py), append-only versions
     approvals_table: str
     offers_table: str  # QR payment requests and FX quotes (written once; their use is a guard)
     api_key_pepper_secret: str
     webhook_secrets_secret: str  # JSON {provider: secret | [newest, being retired]}
     evidence_bucket: str
     signing_key_id: str
+    reconciliation_state_machine_arn: str  # the admin API starts runs (AdminApiFunction only; "" elsewhere)
+    exports_state_machine_arn: str  # the partner and admin APIs start exports (those functions only; "" elsewhere)
+    evidence_retention_days: int  # COMPLIANCE retention set on each evidence bundle (stack EvidenceRetentionDays)
     sanctions_dir: str  # folder of the screening lists; "" = found beside the repo (compliance/screening/lists.py)
     idempotency_ttl_seconds: int
     hot_account_shards: int
@@ -67,6 +73,7 @@ def settings() -> Settings:
         exceptions_table=_env("MONCORE_EXCEPTIONS_TABLE", "moncore-exceptions"),
         aml_events_table=_env("MONCORE_AML_EVENTS_TABLE", "moncore-aml-events"),
         settlements_table=_env("MONCORE_SETTLEMENTS_TABLE", "moncore-settlements"),
+        reconciliations_table=_env("MONCORE_RECONCILIATIONS_TABLE", "moncore-reconciliations"),
         provider_events_table=_env("MONCORE_PROVIDER_EVENTS_TABLE", "moncore-provider-events"),
         kyc_checks_table=_env("MONCORE_KYC_CHECKS_TABLE", "moncore-kyc-checks"),
         webhook_events_table=_env("MONCORE_WEBHOOK_EVENTS_TABLE", "moncore-webhook-events"),
@@ -78,12 +85,17 @@ def settings() -> Settings:
         guards_table=_env("MONCORE_GUARDS_TABLE", "moncore-guards"),
         idempotency_table=_env("MONCORE_IDEMPOTENCY_TABLE", "moncore-idempotency"),
         audit_table=_env("MONCORE_AUDIT_TABLE", "moncore-audit"),
+        seals_table=_env("MONCORE_SEALS_TABLE", "moncore-seals"),
+        exports_table=_env("MONCORE_EXPORTS_TABLE", "moncore-exports"),
         approvals_table=_env("MONCORE_APPROVALS_TABLE", "moncore-approvals"),
         offers_table=_env("MONCORE_OFFERS_TABLE", "moncore-offers"),
         api_key_pepper_secret=_env("MONCORE_API_KEY_PEPPER_SECRET", "moncore-api-key-pepper"),
         webhook_secrets_secret=_env("MONCORE_WEBHOOK_SECRETS", "moncore-webhook-signing-secrets"),
         evidence_bucket=_env("MONCORE_EVIDENCE_BUCKET", ""),
         signing_key_id=_env("MONCORE_SIGNING_KEY_ID", ""),
+        reconciliation_state_machine_arn=_env("MONCORE_RECONCILIATION_STATE_MACHINE_ARN", ""),
+        exports_state_machine_arn=_env("MONCORE_EXPORTS_STATE_MACHINE_ARN", ""),
+        evidence_retention_days=int(_env("MONCORE_EVIDENCE_RETENTION_DAYS", "1")),
         sanctions_dir=_env("MONCORE_SANCTIONS_DIR", ""),
         idempotency_ttl_seconds=int(_env("MONCORE_IDEMPOTENCY_TTL_SECONDS", "86400")),
         hot_account_shards=int(_env("MONCORE_HOT_ACCOUNT_SHARDS", "1")),

@@ -44,6 +44,7 @@ from moncore.domain.money import stored_minor
 from moncore.domain.transactions import AccountKind
 from moncore.ledger import views
 from moncore.providers import webhooks
+from moncore.providers.calls import provider_call
 from moncore.providers.kyc import (
     COMPLETED,
     Applicant,
@@ -88,7 +89,8 @@ class KycService:
         applicant = Applicant(user.external_ref, user.full_name, user.country, user.date_of_birth)
         # The provider first: its reference derives from our check id, so a retry after a failure below finds the
         # same verification; a result racing ahead of the write below is answered 404 and redelivered.
-        started = provider.start_verification(VerificationRequest(tenant_id, user_id, check_id, level, applicant))
+        with provider_call(caller, provider=provider.name, call="start_verification", subject_id=check_id):
+            started = provider.start_verification(VerificationRequest(tenant_id, user_id, check_id, level, applicant))
         now = now_rfc3339()
         item = KycCheckItem(
             store.check_key(tenant_id, check_id),

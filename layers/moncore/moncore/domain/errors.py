@@ -140,6 +140,17 @@ class InvalidSignature(DomainError):
         self.reason = reason
 
 
+class WebhookNotConfigured(DomainError):
+    """A signed delivery from a provider that has no active webhook secret: it cannot be verified, so nothing acts on
+    it. Our configuration is missing, not the caller's input wrong: 503 and retryable, so the provider redelivers
+    once an operator has added the secret (docs/kyc.md); an unsigned delivery is a 401 before this is asked."""
+
+    code = "webhook_not_configured"
+    status = 503
+    title = "Webhook Not Configured"
+    retryable = True
+
+
 class InvalidStateTransition(DomainError):
     """The transaction's lifecycle does not allow this step now (DESIGN.md invariant 9)."""
 
@@ -226,6 +237,17 @@ class StatementMalformed(DomainError):
     code = "statement_malformed"
     status = 422
     title = "Malformed Statement"
+
+
+class NotSealed(DomainError):
+    """The transaction exists but some of its legs are not in a signed block yet (docs/audit.md): the seal job runs
+    every few minutes, so the same request succeeds later. 409 rather than 404: the transaction is found, its
+    evidence is not ready."""
+
+    code = "not_sealed"
+    status = 409
+    title = "Not Sealed Yet"
+    retryable = True
 
 
 class InvariantViolation(Exception):

@@ -30,13 +30,14 @@ Rules, in order (each later rule sees only what the earlier ones left):
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from bisect import bisect_left, bisect_right, insort
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from itertools import combinations
-from typing import Final, NamedTuple
+from operator import countOf, itemgetter
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from moncore.domain.errors import StatementMalformed
 from moncore.domain.statements import StatementEntry
@@ -124,6 +125,9 @@ class MatchResult(NamedTuple):
         return data
 
 
+_new_result = tuple.__new__
+
+
 def normalise_reference(reference: str | None) -> str | None:
     """References compare without case and without spaces ("ref 12-ab" == "REF12-AB"); placeholders are no reference."""
     if reference is None:
@@ -146,7 +150,9 @@ def bank_line(entry: StatementEntry, *, default_date: str | None = None) -> Bank
     signed = entry.signed_minor
     identity = None
     if entry.account_servicer_ref:
-        identity = _digest(f"{entry.account}|{entry.account_servicer_ref}|{signed}|{reference}")
+        # The parts of a split batch share the entry's bank id: the part number keeps two equal parts apart.
+        part = entry.entry_ref.rpartition("#")[2].partition(".")[2]
+        identity = _digest(f"{entry.account}|{entry.account_servicer_ref}|{part}|{signed}|{reference}")
     content = _digest(
         "|".join(
             str(part)
@@ -218,28 +224,53 @@ def _one_to_one(outcome: str, rule: str, b: BankLine, item: LedgerItem, referenc
     """`_result` for one line and one item (the hot path of a million-line run); positional, so plain tuples with a
     BankLine's and a LedgerItem's positions work too."""
     gap = b[DAY] - item[DAY]
-    return MatchResult(
-        outcome,
-        rule,
-        "1:1",
-        (b[LINE_ID],),
-        (item[TXN_ID],),
-        b[CURRENCY],
-        item[CURRENCY],
-        b[AMOUNT],
-        item[AMOUNT],
-        reference,
-        gap if gap >= 0 else -gap,
-        b[DAY] if gap <= 0 else item[DAY],
+    return _new_result(  # the tuple constructor itself: a million of these, and MatchResult() is a Python call
+        MatchResult,
+        (
+            outcome,
+            rule,
+            "1:1",
+            (b[LINE_ID],),
+            (item[TXN_ID],),
+            b[CURRENCY],
+            item[CURRENCY],
+            b[AMOUNT],
+            item[AMOUNT],
+            reference,
+            gap if gap >= 0 else -gap,
+            b[DAY] if gap <= 0 else item[DAY],
+            "",
+        ),
     )
 
 
 def one_to_one_by_reference(b: BankLine, item: LedgerItem) -> MatchResult:
-    """Rule 2 for a reference with exactly one line and one item (positional: plain tuples work)."""
-    if b[CURRENCY] != item[CURRENCY]:
-        return _one_to_one(CURRENCY_MISMATCH, RULE_REFERENCE, b, item, b[REFERENCE])
-    outcome = MATCHED if b[AMOUNT] == item[AMOUNT] else AMOUNT_MISMATCH
-    return _one_to_one(outcome, RULE_REFERENCE, b, item, b[REFERENCE])
+    """Rule 2 for a reference with exactly one line and one item (positional: plain tuples work). The hot path of a
+    run (nearly every line goes here), so `_one_to_one` is written out in place."""
+    currency, item_currency, amount, item_amount = b[CURRENCY], item[CURRENCY], b[AMOUNT], item[AMOUNT]
+    outcome = MATCHED if amount == item_amount else AMOUNT_MISMATCH
+    if currency != item_currency:
+        outcome = CURRENCY_MISMATCH
+    day, item_day = b[DAY], item[DAY]
+    gap = day - item_day
+    return _new_result(
+        MatchResult,
+        (
+            outcome,
+            RULE_REFERENCE,
+            "1:1",
+            (b[LINE_ID],),
+            (item[TXN_ID],),
+            currency,
+            item_currency,
+            amount,
+            item_amount,
+            b[REFERENCE],
+            gap if gap >= 0 else -gap,
+            day if gap <= 0 else item_day,
+            "",
+        ),
+    )
 
 
 def _count(n: int) -> str:
@@ -256,13 +287,32 @@ def fix_shape(result: MatchResult) -> MatchResult:
 
 def split_duplicates(lines: Iterable[BankLine]) -> tuple[list[BankLine], list[MatchResult]]:
     """The lines to match (first occurrence kept, input order) and a `duplicate` result for each repeat. Reads the
-    fields by position, so the streaming driver can pass the plain tuples it spilled (a BankLine's positions)."""
-    kept: list[BankLine] = []
+    fields by position, so the streaming driver can pass the plain tuples it spilled (a BankLine's positions).
+
+    Only a line whose id, bank id or content occurs more than once can be (or be repeated by) a duplicate; those are
+    found with C-level set and counter passes, and only they go through the sequential rule (nearly every line of a
+    day is unique, and this runs over every line of the day)."""
+    lines = list(lines)
+    repeated = [
+        (position, values) for position in (LINE_ID, IDENTITY, CONTENT) if (values := _repeated(lines, position))
+    ]
+    if not repeated:
+        return lines, []
+    suspects = sorted(
+        {
+            k
+            for position, values in repeated
+            for k, value in enumerate(map(itemgetter(position), lines))
+            if value in values
+        }
+    )
+    repeats: set[int] = set()
     duplicates: list[MatchResult] = []
     seen_ids: set[str] = set()
     seen_identity: set[int] = set()
     content_statement: dict[int, str] = {}
-    for line in lines:
+    for k in suspects:
+        line = lines[k]
         line_id, identity, content = line[LINE_ID], line[IDENTITY], line[CONTENT]
         repeat = line_id in seen_ids or (identity is not None and identity in seen_identity)
         if not repeat and content is not None:
@@ -271,12 +321,28 @@ def split_duplicates(lines: Iterable[BankLine]) -> tuple[list[BankLine], list[Ma
         if repeat:
             named = BankLine._make(line)
             duplicates.append(_result(DUPLICATE, RULE_IDENTITY, [named], [], named.reference, side="bank"))
+            repeats.add(k)
             continue
         seen_ids.add(line_id)
         if identity is not None:
             seen_identity.add(identity)
-        kept.append(line)
-    return kept, duplicates
+    if not repeats:
+        return lines, []
+    return [line for k, line in enumerate(lines) if k not in repeats], duplicates
+
+
+def _repeated(lines: list[BankLine], position: int) -> set[object]:
+    """The values at `position` that occur more than once (None is no value). C-level passes only, unless there are
+    repeats."""
+    values = set(map(itemgetter(position), lines))
+    present = len(lines)
+    if None in values:
+        values.discard(None)
+        present -= countOf(map(itemgetter(position), lines), None)
+    if len(values) == present:
+        return set()
+    counts = Counter(map(itemgetter(position), lines))
+    return {value for value, count in counts.items() if count > 1 and value is not None}
 
 
 # ---- rule 2: reference
@@ -285,13 +351,16 @@ def split_duplicates(lines: Iterable[BankLine]) -> tuple[list[BankLine], list[Ma
 def match_reference_group(
     reference: str, bank: Sequence[BankLine], ledger: Sequence[LedgerItem]
 ) -> tuple[list[MatchResult], list[BankLine], list[LedgerItem]]:
-    """Results for one provider reference, and the lines and items left for the amount/date rules."""
+    """Results for one provider reference, and the lines and items left for the amount/date rules. The members of a
+    result are in date order (then id), whatever the order they came in."""
     if len(bank) == 1 and len(ledger) == 1:  # the common case, kept cheap
         b, item = bank[0], ledger[0]
         if b.currency == item.currency:
             outcome = MATCHED if b.amount_minor == item.amount_minor else AMOUNT_MISMATCH
             return [_one_to_one(outcome, RULE_REFERENCE, b, item, reference)], [], []
         return [_one_to_one(CURRENCY_MISMATCH, RULE_REFERENCE, b, item, reference)], [], []
+    bank = sorted(bank, key=_bank_order)
+    ledger = sorted(ledger, key=_ledger_order)
     results: list[MatchResult] = []
     bank_only: list[BankLine] = []
     ledger_only: list[LedgerItem] = []
@@ -335,34 +404,38 @@ def match_reference_group(
 def _pair_equal(
     lines: list[BankLine], items: list[LedgerItem], *, tolerance_days: int | None
 ) -> tuple[list[tuple[BankLine, LedgerItem]], list[BankLine], list[LedgerItem]]:
-    """1:1 pairs of equal signed amount, dates in order (within the tolerance unless None); the rest of each side."""
-    by_amount: dict[int, list[LedgerItem]] = defaultdict(list)
-    for item in items:
-        by_amount[item.amount_minor].append(item)
+    """1:1 pairs of equal signed amount, dates in order (within the tolerance unless None); the rest of each side
+    (lines and items in their input order). Items are tracked by position, not identity: a caller may pass the very
+    same tuple twice."""
+    by_amount: dict[int, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        by_amount[item.amount_minor].append(index)
     pairs: list[tuple[BankLine, LedgerItem]] = []
-    left_lines: list[BankLine] = []
+    paired_lines: set[int] = set()
     used: set[int] = set()
-    lines_by_amount: dict[int, list[BankLine]] = defaultdict(list)
-    for b in lines:
-        lines_by_amount[b.amount_minor].append(b)
+    lines_by_amount: dict[int, list[int]] = defaultdict(list)
+    for index, b in enumerate(lines):
+        lines_by_amount[b.amount_minor].append(index)
     for amount, group in lines_by_amount.items():
-        candidates = by_amount.get(amount, [])
+        candidates = by_amount.get(amount)
         if not candidates:
-            left_lines.extend(group)
             continue
+        ordered_lines = sorted(group, key=lambda k: _bank_order(lines[k]))
+        ordered_items = sorted(candidates, key=lambda k: _ledger_order(items[k]))
         if tolerance_days is None:  # reference matches: dates only order the pairing
-            ordered_lines = sorted(group, key=_bank_order)
-            ordered_items = sorted(candidates, key=_ledger_order)
             count = min(len(ordered_lines), len(ordered_items))
-            pairs.extend(zip(ordered_lines[:count], ordered_items[:count], strict=True))
-            used.update(id(item) for item in ordered_items[:count])
-            left_lines.extend(ordered_lines[count:])
-            continue
-        group_pairs, rest_lines, _ = _two_pointer(group, candidates, tolerance_days)
-        pairs.extend(group_pairs)
-        used.update(id(item) for _, item in group_pairs)
-        left_lines.extend(rest_lines)
-    left_items = [item for item in items if id(item) not in used]
+            chosen = list(zip(ordered_lines[:count], ordered_items[:count], strict=True))
+        else:
+            chosen = _two_pointer_indexes(
+                [lines[k].day for k in ordered_lines], [items[k].day for k in ordered_items], tolerance_days
+            )
+            chosen = [(ordered_lines[i], ordered_items[j]) for i, j in chosen]
+        for line_index, item_index in chosen:
+            pairs.append((lines[line_index], items[item_index]))
+            paired_lines.add(line_index)
+            used.add(item_index)
+    left_lines = [b for index, b in enumerate(lines) if index not in paired_lines]
+    left_items = [item for index, item in enumerate(items) if index not in used]
     return pairs, left_lines, left_items
 
 
@@ -374,29 +447,38 @@ def _ledger_order(item: LedgerItem) -> tuple[int, str]:
     return item.day, item.txn_id
 
 
-def _two_pointer(
-    lines: Sequence[BankLine], items: Sequence[LedgerItem], tolerance_days: int
-) -> tuple[list[tuple[BankLine, LedgerItem]], list[BankLine], list[LedgerItem]]:
-    ordered_lines = sorted(lines, key=_bank_order)
-    ordered_items = sorted(items, key=_ledger_order)
-    pairs: list[tuple[BankLine, LedgerItem]] = []
-    left_lines: list[BankLine] = []
-    left_items: list[LedgerItem] = []
+def _two_pointer_indexes(
+    line_days: Sequence[int], item_days: Sequence[int], tolerance_days: int
+) -> list[tuple[int, int]]:
+    """Greedy pairing of two day-sorted sides: (i, j) positions of the pairs at most `tolerance_days` apart, earliest
+    first. For a symmetric window this gives the largest number of pairs."""
+    pairs: list[tuple[int, int]] = []
     i = j = 0
-    while i < len(ordered_lines) and j < len(ordered_items):
-        gap = ordered_lines[i].day - ordered_items[j].day
+    while i < len(line_days) and j < len(item_days):
+        gap = line_days[i] - item_days[j]
         if -tolerance_days <= gap <= tolerance_days:
-            pairs.append((ordered_lines[i], ordered_items[j]))
+            pairs.append((i, j))
             i += 1
             j += 1
         elif gap < 0:
-            left_lines.append(ordered_lines[i])
             i += 1
         else:
-            left_items.append(ordered_items[j])
             j += 1
-    left_lines.extend(ordered_lines[i:])
-    left_items.extend(ordered_items[j:])
+    return pairs
+
+
+def _two_pointer(
+    lines: Sequence[BankLine], items: Sequence[LedgerItem], tolerance_days: int
+) -> tuple[list[tuple[BankLine, LedgerItem]], list[BankLine], list[LedgerItem]]:
+    """`_two_pointer_indexes` on lines and items: the pairs, then the unpaired of each side in date order."""
+    ordered_lines = sorted(lines, key=_bank_order)
+    ordered_items = sorted(items, key=_ledger_order)
+    chosen = _two_pointer_indexes([b.day for b in ordered_lines], [item.day for item in ordered_items], tolerance_days)
+    paired_lines = {i for i, _ in chosen}
+    paired_items = {j for _, j in chosen}
+    pairs = [(ordered_lines[i], ordered_items[j]) for i, j in chosen]
+    left_lines = [b for i, b in enumerate(ordered_lines) if i not in paired_lines]
+    left_items = [item for j, item in enumerate(ordered_items) if j not in paired_items]
     return pairs, left_lines, left_items
 
 
@@ -407,6 +489,11 @@ def match_amount_group(
     lines: Sequence[BankLine], items: Sequence[LedgerItem], tolerance_days: int
 ) -> tuple[list[MatchResult], list[BankLine], list[LedgerItem]]:
     """1:1 matches of lines and items of ONE currency and signed amount within the tolerance; the rest."""
+    if len(lines) == 1 and len(items) == 1:  # the common case, kept cheap
+        b, item = lines[0], items[0]
+        if abs(b.day - item.day) <= tolerance_days:
+            return [_one_to_one(MATCHED, RULE_AMOUNT_DATE, b, item, b.reference or item.reference)], [], []
+        return [], list(lines), list(items)
     pairs, left_lines, left_items = _two_pointer(lines, items, tolerance_days)
     results = [_one_to_one(MATCHED, RULE_AMOUNT_DATE, b, item, b.reference or item.reference) for b, item in pairs]
     return results, left_lines, left_items
@@ -418,78 +505,111 @@ def match_amount_group(
 def match_sums(
     lines: Sequence[BankLine], items: Sequence[LedgerItem], tolerance_days: int
 ) -> tuple[list[MatchResult], list[BankLine], list[LedgerItem]]:
-    """Lines and items of ONE currency and sign: a line equal to the sum of 2+ items inside its window (1:n), then an
-    item equal to the sum of 2+ lines inside its window (n:1), in the shapes `_subset` allows; bounded by SUM_SCAN
-    candidates per line (found by bisection on the dates). A sum it does not find stays an exception for an
-    operator."""
-    ordered_lines = sorted(lines, key=_bank_order)
-    ordered_items = sorted(items, key=_ledger_order)
+    """Lines and items of ONE currency: a line equal to the sum of 2+ items of its sign inside its window (1:n), then
+    an item equal to the sum of 2+ lines inside its window (n:1), in the shapes `_subset` allows; bounded by SUM_SCAN
+    candidates per line (found by bisection on the dates). Zero amounts never take part. A sum it does not find stays
+    an exception for an operator."""
     results: list[MatchResult] = []
-    line_taken = [False] * len(ordered_lines)
-    item_taken = [False] * len(ordered_items)
-    item_days = [item.day for item in ordered_items]
-    for index, b in enumerate(ordered_lines):
-        found = _subset(b.amount_minor, b.day, ordered_items, item_days, item_taken, tolerance_days)
+    left_lines: list[BankLine] = [b for b in lines if b.amount_minor == 0]
+    left_items: list[LedgerItem] = [item for item in items if item.amount_minor == 0]
+    for positive in (True, False):
+        side_lines = [b for b in lines if b.amount_minor != 0 and (b.amount_minor > 0) == positive]
+        side_items = [item for item in items if item.amount_minor != 0 and (item.amount_minor > 0) == positive]
+        if side_lines and side_items:
+            found, side_lines, side_items = _match_sums_one_sign(side_lines, side_items, tolerance_days)
+            results.extend(found)
+        left_lines.extend(side_lines)
+        left_items.extend(side_items)
+    return results, sorted(left_lines, key=_bank_order), sorted(left_items, key=_ledger_order)
+
+
+C = TypeVar("C", BankLine, LedgerItem)
+
+
+class _Candidates(Generic[C]):
+    """One side of `match_sums` (one sign), sorted by date: prefix sums of the magnitudes and the positions already
+    taken, so the sum of the free candidates of a window costs two bisections, not a scan of the window."""
+
+    def __init__(self, records: Sequence[C]) -> None:
+        self.records: Sequence[C] = records
+        self.days = [record.day for record in records]
+        self.magnitudes = [abs(record.amount_minor) for record in records]
+        self.prefix = [0]
+        for magnitude in self.magnitudes:
+            self.prefix.append(self.prefix[-1] + magnitude)
+        self.taken = [False] * len(records)
+        self.taken_positions: list[int] = []  # sorted
+
+    def take(self, positions: Iterable[int]) -> None:
+        for k in positions:
+            self.taken[k] = True
+            insort(self.taken_positions, k)
+
+    def free_count_and_sum(self, low: int, high: int) -> tuple[int, int]:
+        first, last = bisect_left(self.taken_positions, low), bisect_left(self.taken_positions, high)
+        taken_sum = sum(self.magnitudes[k] for k in self.taken_positions[first:last])
+        return (high - low) - (last - first), self.prefix[high] - self.prefix[low] - taken_sum
+
+    def free(self, low: int, high: int) -> list[int]:
+        return [k for k in range(low, high) if not self.taken[k]]
+
+
+def _match_sums_one_sign(
+    lines: Sequence[BankLine], items: Sequence[LedgerItem], tolerance_days: int
+) -> tuple[list[MatchResult], list[BankLine], list[LedgerItem]]:
+    line_side = _Candidates(sorted(lines, key=_bank_order))
+    item_side = _Candidates(sorted(items, key=_ledger_order))
+    results: list[MatchResult] = []
+    for index, b in enumerate(line_side.records):
+        found = _subset(abs(b.amount_minor), b.day, item_side, tolerance_days)
         if found is not None:
-            line_taken[index] = True
-            for k in found:
-                item_taken[k] = True
-            results.append(_result(MATCHED, RULE_SUM_WINDOW, [b], [ordered_items[k] for k in found], b.reference))
-    line_days = [b.day for b in ordered_lines]
-    for index, item in enumerate(ordered_items):
-        if item_taken[index]:
+            line_side.take([index])
+            item_side.take(found)
+            named = [item_side.records[k] for k in found]
+            results.append(fix_shape(_result(MATCHED, RULE_SUM_WINDOW, [b], named, b.reference)))
+    for index, item in enumerate(item_side.records):
+        if item_side.taken[index]:
             continue
-        found = _subset(item.amount_minor, item.day, ordered_lines, line_days, line_taken, tolerance_days)
+        found = _subset(abs(item.amount_minor), item.day, line_side, tolerance_days)
         if found is not None:
-            item_taken[index] = True
-            for k in found:
-                line_taken[k] = True
-            results.append(_result(MATCHED, RULE_SUM_WINDOW, [ordered_lines[k] for k in found], [item], item.reference))
-    left_lines = [b for k, b in enumerate(ordered_lines) if not line_taken[k]]
-    left_items = [item for k, item in enumerate(ordered_items) if not item_taken[k]]
-    return [fix_shape(result) for result in results], left_lines, left_items
+            item_side.take([index])
+            line_side.take(found)
+            named_lines = [line_side.records[k] for k in found]
+            results.append(fix_shape(_result(MATCHED, RULE_SUM_WINDOW, named_lines, [item], item.reference)))
+    left_lines = [b for k, b in enumerate(line_side.records) if not line_side.taken[k]]
+    left_items = [item for k, item in enumerate(item_side.records) if not item_side.taken[k]]
+    return results, left_lines, left_items
 
 
-def _subset(
-    target: int,
-    day: int,
-    candidates: Sequence[BankLine | LedgerItem],
-    days: list[int],
-    taken: list[bool],
-    tolerance_days: int,
-) -> list[int] | None:
-    """Indexes (into `candidates`, sorted by day) of 2+ free same-sign candidates summing exactly to `target`: all of
-    the window, else all of the same day, else (for a pool of at most SUM_SMALL_POOL) any subset, nearest first.
+def _subset(goal: int, day: int, side: _Candidates[C], tolerance_days: int) -> list[int] | None:
+    """Positions (into `side`, sorted by day) of 2+ free candidates whose magnitudes sum exactly to `goal`: all of
+    the window, else all of the same day, else (for a pool of at most SUM_SMALL_POOL) any subset, nearest first. A
+    window of more than SUM_SCAN candidates is narrowed to the same day, and a day of more is not searched.
 
     Deliberately not a general subset-sum: among thousands of unexplained lines an arbitrary subset that happens to add
     up is a coincidence, and a false match hides two exceptions. A batch without a reference settles everything of its
     day or window, which is what the first two shapes find."""
-    goal = abs(target)
-    if goal == 0:
-        return None
+    days = side.days
     low, high = bisect_left(days, day - tolerance_days), bisect_right(days, day + tolerance_days)
+    day_low, day_high = bisect_left(days, day, low, high), bisect_right(days, day, low, high)
     if high - low > SUM_SCAN:  # too wide to check cheaply: the same day only
-        low, high = bisect_left(days, day), bisect_right(days, day)
+        low, high = day_low, day_high
         if high - low > SUM_SCAN:
             return None
-    pool = [
-        k
-        for k in range(low, high)
-        if not taken[k] and candidates[k].amount_minor != 0 and (candidates[k].amount_minor > 0) == (target > 0)
-    ]
-    if len(pool) < 2:
+    free, total = side.free_count_and_sum(low, high)
+    if free < 2:
         return None
-    if sum(abs(candidates[k].amount_minor) for k in pool) == goal:
-        return pool
-    same_day = [k for k in pool if days[k] == day]
-    if 2 <= len(same_day) < len(pool) and sum(abs(candidates[k].amount_minor) for k in same_day) == goal:
-        return same_day
-    if len(pool) > SUM_SMALL_POOL:
+    if total == goal:
+        return side.free(low, high)
+    day_free, day_total = side.free_count_and_sum(day_low, day_high)
+    if 2 <= day_free < free and day_total == goal:
+        return side.free(day_low, day_high)
+    if free > SUM_SMALL_POOL:
         return None
-    pool.sort(key=lambda k: (abs(days[k] - day), k))
+    pool = sorted(side.free(low, high), key=lambda k: (abs(days[k] - day), k))
     for size in range(len(pool) - 1, 1, -1):
         for chosen in combinations(pool, size):
-            if sum(abs(candidates[k].amount_minor) for k in chosen) == goal:
+            if sum(side.magnitudes[k] for k in chosen) == goal:
                 return sorted(chosen)
     return None
 

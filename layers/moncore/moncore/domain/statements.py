@@ -7,7 +7,8 @@ camt.053 / camt.054 (ISO 20022) and MT940 (SWIFT) describe the same things in di
   minor units and `direction` says which way it went (CRDT = money into the account, DBIT = out), exactly as the bank
   states it; `signed_minor` is the same amount signed from the account's point of view.
 - `StatementBalance`: one balance the statement declares (OPBD, CLBD, OPAV, CLAV, ...), `amount_minor` SIGNED (a debit
-  balance is negative), because a balance is a position, not a movement.
+  balance is negative), because a balance is a position, not a movement. Its JSON (`to_dict`, what `moncore statements
+  parse` prints) has the entries' shape: `amount_minor` the magnitude, `direction`, `signed_amount_minor`.
 
 Amounts arrive as decimal text ("8.85" in camt, "8,85" in MT940). `amount_minor_from_text` turns that text into minor
 units by string arithmetic alone (no float, no Decimal): the text must have at most as many fraction digits as the
@@ -28,9 +29,13 @@ from moncore.domain.money import MAX_AMOUNT_MINOR, currency_exponent
 Direction = Literal["CRDT", "DBIT"]
 DIRECTIONS: frozenset[str] = frozenset({"CRDT", "DBIT"})
 
-# ISO 20022 amounts: at most 18 digits in all, at most 5 of them fraction digits; MT940 writes a comma instead of the
-# point and may end on it ("100,"), which the parser normalises to the same shape before calling this.
-_AMOUNT_RE = re.compile(r"^(\d{1,18})(?:\.(\d{0,5}))?$")
+# A plain unsigned decimal ("8.85", "100", "100."); MT940 writes a comma instead of the point and may end on it
+# ("100,"), which the parser normalises to this shape before calling. The digit limits (ISO 20022: 18 digits in all)
+# are checked after the match, so an amount with too many decimals is named as such, not as "not a number".
+_AMOUNT_RE = re.compile(r"^([0-9]+)(?:\.([0-9]*))?$")  # ASCII digits only: int() would take any script's
+MAX_AMOUNT_DIGITS = 18
+# The date part of an xs:date ("2014-12-31", "2014-12-31+01:00") or xs:dateTime ("2014-12-31T18:43:50Z").
+_DATE_RE = re.compile(r"^([0-9]{4}-[0-9]{2}-[0-9]{2})(?:$|[TZ+-])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,15 @@ class StatementBalance:
         return "DBIT" if self.amount_minor < 0 else "CRDT"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"record": "balance", **asdict(self), "direction": self.direction}
+        """The shape of an entry's dict: `amount_minor` the magnitude, `direction` its side, `signed_amount_minor`
+        the position (so no reader negates a debit balance twice)."""
+        return {
+            "record": "balance",
+            **asdict(self),
+            "amount_minor": abs(self.amount_minor),
+            "direction": self.direction,
+            "signed_amount_minor": self.amount_minor,
+        }
 
 
 StatementRecord = StatementEntry | StatementBalance
@@ -117,6 +130,8 @@ def amount_minor_from_text(text: str | None, currency: str, *, place: str) -> in
     if found is None:
         raise StatementMalformed(f"{place}: amount {raw!r} is not a plain decimal number")
     whole, fraction = found.group(1), found.group(2) or ""
+    if len(whole) + len(fraction) > MAX_AMOUNT_DIGITS:
+        raise StatementMalformed(f"{place}: amount {raw!r} has more than {MAX_AMOUNT_DIGITS} digits")
     exponent = currency_exponent(currency)
     if len(fraction) > exponent:
         raise StatementMalformed(f"{place}: amount {raw!r} has {len(fraction)} decimals, {currency} allows {exponent}")
@@ -133,9 +148,11 @@ def iso_date(text: str | None, *, place: str, required: bool = False) -> str | N
         if required:
             raise StatementMalformed(f"{place}: missing date")
         return None
-    day = text.strip()[:10]
+    found = _DATE_RE.match(text.strip())
+    if found is None:
+        return _bad_date(text, place)
     try:
-        return date.fromisoformat(day).isoformat() if len(day) == 10 else _bad_date(text, place)
+        return date.fromisoformat(found.group(1)).isoformat()
     except ValueError:
         return _bad_date(text, place)
 

@@ -37,6 +37,7 @@ class TxnType(StrEnum):
     QR_PAYMENT = "qr_payment"  # a payer pays a merchant's EMV QR payment request (moncore.ledger.qr)
     SETTLEMENT = "settlement"  # a provider settled a day's clearing with the safeguarding bank (moncore.settlement)
     WITHDRAWAL = "withdrawal"  # a payout to an external IBAN through the open banking provider (ledger.withdrawals)
+    ADJUSTMENT = "adjustment"  # a reconciliation exception corrected after four-eyes approval (moncore.reconciliation)
 
 
 class TxnStatus(StrEnum):

@@ -52,12 +52,10 @@ def verify_signature(
     tolerance_s: int = TOLERANCE_S,
 ) -> VerifiedSignature:
     """Check a delivery's signature against the active secrets; InvalidSignature names why it fails."""
+    timestamp_s, candidates = parse_signature_header(header)
     if not 1 <= len(secrets) <= MAX_ACTIVE_SECRETS or not all(secrets):
         # A configuration error on our side: fail closed rather than accept anything.
         raise ValueError(f"a provider needs 1 to {MAX_ACTIVE_SECRETS} non-empty active webhook secrets")
-    if not header:
-        raise InvalidSignature(f"the {SIGNATURE_HEADER} header is missing", reason="missing_signature")
-    timestamp_s, candidates = _parse(header)
     matched: int | None = None
     for index, secret in enumerate(secrets):
         expected = signature_hex(secret, timestamp_s, raw_body)
@@ -81,6 +79,14 @@ def signed_timestamp(header: str | None) -> int | None:
         return _parse(header or "")[0]
     except InvalidSignature:
         return None
+
+
+def parse_signature_header(header: str | None) -> tuple[int, list[str]]:
+    """(timestamp, v1 candidates) of a header; InvalidSignature when it is missing or malformed, which no secret could
+    verify (so callers check it before looking secrets up)."""
+    if not header:
+        raise InvalidSignature(f"the {SIGNATURE_HEADER} header is missing", reason="missing_signature")
+    return _parse(header)
 
 
 def _parse(header: str) -> tuple[int, list[str]]:

@@ -109,16 +109,49 @@ def handle(
         logger.thread_safe_remove_keys(["correlation_id"])
 
 
+class _DuplicateName(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: an object naming a member twice is refused. Parsers disagree on which one wins (Python's
+    the last, others the first), so a proxy, a log or the partner's own code could read another amount than the
+    one we would execute."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise _DuplicateName(name)
+        seen.add(name)
+    return dict(pairs)
+
+
+def _not_json(constant: str) -> Any:
+    """parse_constant: NaN and +-Infinity are Python's extensions, not JSON (RFC 8259); a body carrying one is not
+    JSON, even where the route reads no body."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def _refuse_body(body: str, base64_encoded: bool, *, json_body: bool = True) -> dict[str, Any] | None:
-    """Problem for a body we will not hand to the resolver: too large, not UTF-8, not JSON, or nested so deep that a
-    parser would blow its stack (checked here so such input is a 4xx, never a 5xx)."""
+    """Problem for a body we will not hand to the resolver: too large, not UTF-8, not JSON (NaN and Infinity
+    included), nested so deep that a parser would blow its stack, or naming a member twice (checked here so such
+    input is a 4xx, never a 5xx, and never read two ways)."""
     if len(body) > MAX_BODY_BYTES * (4 / 3 if base64_encoded else 1):
         return problem_body(413, "payload_too_large", "Payload Too Large", f"The body exceeds {MAX_BODY_BYTES} bytes.")
     if not body or not json_body:
         return None
     try:
         text = base64.b64decode(body, validate=True).decode("utf-8") if base64_encoded else body
-        json.loads(text)
+        json.loads(text, object_pairs_hook=_unique_names, parse_constant=_not_json)
+    except _DuplicateName as duplicate:
+        return problem_body(
+            422,
+            "validation_error",
+            "Validation Error",
+            f"The body names the member {duplicate.name!r} more than once.",
+            [{"loc": ["body", duplicate.name], "msg": "duplicate member name", "type": "json_duplicate_key"}],
+        )
     except (ValueError, RecursionError, UnicodeDecodeError, binascii.Error):
         return problem_body(
             422,

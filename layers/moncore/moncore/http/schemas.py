@@ -215,6 +215,13 @@ class CreateTenant(_Strict):
     open_banking_provider: Id | None = Field(
         default=None, description="Open banking adapter (docs/providers.md); default: the stack's default provider"
     )
+    fx_provider: Id | None = Field(default=None, description="FX adapter (docs/providers.md); default: sandbox_fx")
+    kyc_provider: Id | None = Field(default=None, description="KYC/KYB adapter; default: sandbox_kyc")
+    screening_provider: Id | None = Field(
+        default=None, description="Screening adapter; default: moncore_lists (the kernel's own engine)"
+    )
+    card_issuer: Id | None = Field(default=None, description="Card issuer adapter (set at creation only)")
+    card_processor: Id | None = Field(default=None, description="Card processor adapter (set at creation only)")
 
 
 class ChangeTenantConfig(_Strict):
@@ -228,6 +235,9 @@ class ChangeTenantConfig(_Strict):
     open_banking_provider: Id | None = Field(
         default=None, description="The open banking adapter that executes fundings and withdrawals (docs/providers.md)"
     )
+    fx_provider: Id | None = Field(default=None, description="The FX adapter that quotes and executes conversions")
+    kyc_provider: Id | None = Field(default=None, description="The KYC/KYB adapter that verifies users")
+    screening_provider: Id | None = Field(default=None, description="The screening adapter users are screened by")
 
 
 class DowngradeTier(_Strict):
@@ -318,3 +328,59 @@ class EscalateCase(_Strict):
 class DecideCase(_Strict):
     outcome: Literal["no_action", "released", "reversed", "frozen", "reported"]
     reason: Text
+
+
+def _object_key(key: str) -> str:
+    if ".." in key or "//" in key:
+        raise ValueError("must be a plain key: no '..' and no empty path segment")
+    return key
+
+
+StatementKey = Annotated[
+    StrictStr,
+    Field(
+        min_length=12,
+        max_length=512,
+        pattern=r"^statements/[A-Za-z0-9_\-./]+$",
+        description="Key of a statement uploaded to the evidence bucket, under statements/",
+    ),
+    AfterValidator(_object_key),
+]
+
+
+class StartReconciliation(_Strict):
+    """POST /admin/v1/reconciliations (docs/reconciliation.md "Runs"): reconcile a tenant's day against the provider's
+    bank statement, uploaded to the evidence bucket (statement_s3_key) or delivered by the provider's adapter."""
+
+    tenant_id: Id
+    provider: Id
+    statement_s3_key: StatementKey | None = None
+    date: Annotated[StrictStr, Field(min_length=10, max_length=10, description="The booking day, YYYY-MM-DD (UTC)")]
+
+
+class ProposeAdjustment(_Strict):
+    """POST /admin/v1/reconciliations/{id}/exceptions/{exception_id}/adjustments: book the exception's difference
+    (the bank's amount minus the ledger's) once a second admin approves."""
+
+    reason: Text
+
+
+ExportKind = Literal["ledger", "exposure", "compliance_timeline", "audit"]
+
+
+class CreateExport(_Strict):
+    """POST /v1/exports (docs/audit.md "Exports and evidence bundles"): one kind of the tenant's records over
+    [from, to) by recorded time, built asynchronously into a signed evidence bundle."""
+
+    kind: ExportKind
+    from_: Instant = Field(alias="from")
+    to: Instant
+
+
+class CreateEvidenceBundle(_Strict):
+    """POST /admin/v1/evidence-bundles: a regulator bundle of a tenant's records of the given kinds over [from, to)."""
+
+    tenant_id: Id
+    kinds: Annotated[list[ExportKind], Field(min_length=1, max_length=4)]
+    from_: Instant = Field(alias="from")
+    to: Instant

@@ -39,7 +39,7 @@ from moncore.domain.lifecycle import Step
 from moncore.domain.money import stored_minor
 from moncore.domain.transactions import TxnStatus
 from moncore.ledger import views
-from moncore.ledger.lifecycle import LifecycleService, hold_accounts
+from moncore.ledger.lifecycle import LifecycleService, Operation, hold_accounts
 from moncore.store import cards as card_store
 from moncore.store import ledger as ledger_store
 from moncore.store.models import CardClearingItem
@@ -77,10 +77,11 @@ class CardClearing:
             self._shadow(caller, txn_id, CLEARING, event)
             return False
         result = self._lifecycle.capture(caller, request, txn_id, amount_minor=event.amount_minor)
+        rest = _rest_request(request, event.event_id)
         if event.final and result.body["status"] == TxnStatus.AUTHORIZED.value:  # the processor's last clearing
-            rest = _rest_request(request, event.event_id)
             result = self._lifecycle.void(caller, rest, txn_id, amount_minor=None)
-        steps, legs = _posted_by(result.body, caller.correlation_id)
+        ops = {Operation.of_request(caller, r).op_id for r in (request, rest)}
+        steps, legs = _posted_by(_load(caller.require_tenant(), txn_id), ops)
         card_store.record_live(_record(caller, txn_id, CLEARING, event, LIVE, steps, legs, posted_txn_id=txn_id))
         return True
 
@@ -91,8 +92,8 @@ class CardClearing:
             self._shadow(caller, txn_id, REFUND, event)
             return False
         result = self._lifecycle.reverse(caller, request, txn_id, amount_minor=event.amount_minor, reason="refund")
-        steps, legs = _posted_by(result.body, None)
         reversal_id = str(result.body["id"])
+        steps, legs = _posted_by(_load(caller.require_tenant(), reversal_id), None)
         card_store.record_live(_record(caller, txn_id, REFUND, event, LIVE, steps, legs, posted_txn_id=reversal_id))
         return True
 
@@ -161,17 +162,29 @@ class CardClearing:
         raise ConcurrencyConflict("the authorisation's shadow clearings kept changing; redeliver the event")
 
 
-def _posted_by(view: dict[str, Any], correlation_id: str | None) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-    """The steps and legs of a transaction view that `correlation_id` posted (all of them when None): every step a
-    provider event causes carries its correlation id, so this is exact on a replay too."""
+def _posted_by(stored: ledger_store.StoredTxn, op_ids: set[str] | None) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """The steps and legs of a transaction that the operations `op_ids` posted (all of them when None). The op ids
+    derive from the provider event, so this is exact on a redelivery or a replay too, whatever correlation id each
+    delivery carried."""
     steps = [
-        {"kind": s["event"], "amount_minor": s["amount_minor"], "status": s["status"], "seq": s["seq"]}
-        for s in view["lifecycle"]
-        if s["seq"] > 0 and (correlation_id is None or s.get("correlation_id") == correlation_id)
+        {"kind": e.event, "amount_minor": stored_minor(e.amount_minor), "status": e.status, "seq": stored_minor(e.seq)}
+        for e in stored.events
+        if op_ids is None or e.op_id in op_ids
     ]
     seqs = {step["seq"] for step in steps}
-    legs = [[leg["account_id"], leg["amount_minor"], leg["phase"]] for leg in view["legs"] if leg["seq"] in seqs]
+    legs = [
+        [leg.account_id, stored_minor(leg.leg_amount_minor), leg.phase]
+        for leg in stored.legs
+        if stored_minor(leg.seq) in seqs
+    ]
     return steps, legs
+
+
+def _load(tenant_id: str, txn_id: str) -> ledger_store.StoredTxn:
+    stored = ledger_store.load_transaction(tenant_id, txn_id)
+    if stored is None:
+        raise NotFound(f"transaction {txn_id} not found")
+    return stored
 
 
 def _rest_request(request: RequestIdentity, event_id: str) -> RequestIdentity:

@@ -107,6 +107,7 @@ class CardEventReceiver:
             merchant_country=event.merchant_country if authorization else None,
             sequence=event.sequence,
             final=event.final,
+            correlation_id=correlation_id,
         )
         try:
             applied = self._events.apply(card.tenant_id, card_event)

@@ -41,6 +41,7 @@ from moncore.domain.errors import (
 )
 from moncore.domain.ids import derived_id
 from moncore.domain.transactions import AccountKind
+from moncore.providers.calls import provider_call
 from moncore.providers.cards import CardIssuer, CardRef, IssueCardRequest, card_issuer
 from moncore.store import accounts as account_store
 from moncore.store import cards as card_store
@@ -82,7 +83,8 @@ class CardService:
         issuer = self._issuer(tenant_id)
         # The issuer first: its reference derives from our card id, so a retry after a failure below finds the
         # same card at the issuer (no second card is ever issued for one key).
-        issued = issuer.issue_card(IssueCardRequest(tenant_id, card_id, user_id, user.full_name, account.currency))
+        with provider_call(caller, provider=issuer.name, call="issue_card", subject_id=card_id):
+            issued = issuer.issue_card(IssueCardRequest(tenant_id, card_id, user_id, user.full_name, account.currency))
         now = now_rfc3339()
         item = CardItem(
             card_store.card_key(tenant_id, card_id),
@@ -160,7 +162,7 @@ class CardService:
             raise ConcurrencyConflict(f"card {card_id} kept changing; read it and retry")
         card = self._card(tenant_id, card_id)
         if card.issuer_status != card.status:
-            self._tell_issuer(card, CardStatus(card.status))
+            self._tell_issuer(caller, card, CardStatus(card.status))
             card = self._card(tenant_id, card_id)
         return card_view(card)
 
@@ -168,16 +170,18 @@ class CardService:
     def _issuer(self, tenant_id: str) -> CardIssuer:
         return card_issuer(self._tenancy.tenant_config(tenant_id).card_issuer)
 
-    def _tell_issuer(self, card: CardItem, status: CardStatus) -> None:
+    def _tell_issuer(self, caller: Caller, card: CardItem, status: CardStatus) -> None:
         ref = CardRef(card.tenant_id, card.id, card.token)
         issuer = card_issuer(card.issuer)
+        call = {CardStatus.FROZEN: "freeze_card", CardStatus.ACTIVE: "unfreeze_card"}.get(status, "close_card")
         try:
-            if status is CardStatus.FROZEN:
-                issuer.freeze_card(ref)
-            elif status is CardStatus.ACTIVE:
-                issuer.unfreeze_card(ref)
-            else:
-                issuer.close_card(ref)
+            with provider_call(caller, provider=issuer.name, call=call, subject_id=card.id):
+                if status is CardStatus.FROZEN:
+                    issuer.freeze_card(ref)
+                elif status is CardStatus.ACTIVE:
+                    issuer.unfreeze_card(ref)
+                else:
+                    issuer.close_card(ref)
         except ProviderUnavailable as failed:
             raise ProviderUnavailable(
                 f"card {card.id} is {status.value.lower()} in MonCore (authorisations follow that at once) but the "

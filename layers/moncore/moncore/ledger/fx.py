@@ -61,6 +61,7 @@ from moncore.ledger.service import (
     require_user_account,
     system_account,
 )
+from moncore.providers.calls import provider_call
 from moncore.providers.fx import ExecutionRequest, FxProvider, QuoteRequest, fx_provider
 from moncore.store import accounts as account_store
 from moncore.store import balances as balance_store
@@ -101,9 +102,10 @@ class FxService:
         quote_id = derived_id("fxq", tenant_id, request.idempotency_key)
         provider = fx_provider(self._tenancy.tenant_config(tenant_id).fx_provider)
         customer_ref = _customer_ref(tenant_id, source)
-        quote = provider.quote(
-            QuoteRequest(tenant_id, source.currency, target.currency, amount_minor, quote_id, customer_ref)
-        )
+        with provider_call(caller, provider=provider.name, call="quote", subject_id=quote_id):
+            quote = provider.quote(
+                QuoteRequest(tenant_id, source.currency, target.currency, amount_minor, quote_id, customer_ref)
+            )
         _check_pair(quote, source, target)
         conversion = plan_conversion(quote, amount_minor, now=now_rfc3339())
         item = FxQuoteItem(
@@ -192,9 +194,10 @@ class FxService:
         try:
             provider = fx_provider(self._tenancy.tenant_config(tenant_id).fx_provider)
             customer_ref = _customer_ref(tenant_id, source)
-            quote = provider.quote(
-                QuoteRequest(tenant_id, source.currency, target.currency, amount_minor, txn_id, customer_ref)
-            )
+            with provider_call(caller, provider=provider.name, call="quote", subject_id=txn_id):
+                quote = provider.quote(
+                    QuoteRequest(tenant_id, source.currency, target.currency, amount_minor, txn_id, customer_ref)
+                )
             conversion = plan_conversion(quote, amount_minor, now=now_rfc3339())
         except (ValidationFailed, ProviderUnavailable):
             # Converted before (its idempotency record expired) at a price the provider no longer gives: the ledger
@@ -305,16 +308,17 @@ class FxService:
             available = balance_store.read_balance(tenant_id, source)[0].available_minor
             if available < conversion.source_amount_minor:
                 raise InsufficientFunds(f"account {source.account_id} has insufficient available funds")
-            execution = provider.execute(
-                ExecutionRequest(
-                    tenant_id,
-                    quote,
-                    conversion.source_amount_minor,
-                    conversion.target_amount_minor,
-                    txn_id,
-                    customer_ref,
+            with provider_call(caller, provider=provider.name, call="execute", subject_id=txn_id):
+                execution = provider.execute(
+                    ExecutionRequest(
+                        tenant_id,
+                        quote,
+                        conversion.source_amount_minor,
+                        conversion.target_amount_minor,
+                        txn_id,
+                        customer_ref,
+                    )
                 )
-            )
         except (LimitExceeded, InsufficientFunds, ProviderUnavailable, QuoteExpired):
             if ledger_store.load_transaction(tenant_id, txn_id) is None:
                 raise

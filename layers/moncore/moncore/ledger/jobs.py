@@ -7,10 +7,14 @@
     rescreen          screen again every user whose sanctions lists version changed (docs/screening.md; daily)
     tier_enforcement  expired KYC evidence -> tier_0; a case per user above their tier's cap (docs/kyc.md; daily)
     aml_sweep         score every user's last 30 days with the sweep rules; a case per finding (docs/aml.md; daily)
+    seal              seal the legs and audit events recorded since the last block into signed blocks (docs/audit.md;
+                      every 2 minutes)
+    verify_chain      recompute every seal from stored history; a broken chain fails the run (docs/audit.md; daily)
 
 Each (tenant, job) run holds a lease (store/leases.py) so two runs never overlap: a run that finds the lease held
 answers `{"skipped": ...}` and changes nothing. Every run, skipped or not, writes one audit event `job.<name>` with a
-summary and the hash of its full result.
+summary and the hash of its full result (except `seal`, whose record is the signed block itself: UNAUDITED_JOBS). A
+result carrying an "error" (verify_chain finding a broken chain) fails the run like an exception does.
 
 Without a tenant id a job runs for every tenant, one after the other; a tenant that fails does not stop the others,
 but the run then raises JobFailed at the end so the invocation counts as failed (alarms, scheduler retries: every
@@ -22,8 +26,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from moncore.audit import sealing
 from moncore.compliance.aml import sweep as aml_sweep
 from moncore.compliance.kyc import TierEnforcement
 from moncore.compliance.screening.gate import default_gate as default_screening_gate
@@ -31,6 +37,7 @@ from moncore.domain.audit import audit_event
 from moncore.domain.canonical import sha256_hex
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.errors import DomainError, ValidationFailed
+from moncore.domain.seals import stream_tenants
 from moncore.domain.snapshots import check_day
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.rebuild import RebuildService
@@ -39,7 +46,20 @@ from moncore.store import audit as audit_store
 from moncore.store import leases as lease_store
 from moncore.store import tenancy as tenancy_store
 
-JOBS = ("expire_holds", "snapshot", "rebuild_verify", "rebuild_restore", "rescreen", "tier_enforcement", "aml_sweep")
+JOBS = (
+    "expire_holds",
+    "snapshot",
+    "rebuild_verify",
+    "rebuild_restore",
+    "rescreen",
+    "tier_enforcement",
+    "aml_sweep",
+    "seal",
+    "verify_chain",
+)
+# Runs not written to the audit table: a seal run's record is the signed block it writes, and auditing it would hand
+# the next run a new item to seal, so every tenant would get a block per run forever with nothing else happening.
+UNAUDITED_JOBS = frozenset({"seal"})
 JOB_ACTOR = "system:jobs"
 LEASE_S = 960  # longer than JobsFunction's 900 s timeout: a lease lapses only once its holder cannot still run
 _EXPIRY_ROUNDS = 50  # 100 holds per round: a backlog larger than this waits for the next run (5 minutes)
@@ -67,17 +87,28 @@ def run_job(
             raise ValidationFailed("date applies only to the snapshot job", errors=[{"loc": ["date"], "msg": day}])
         check_day(day)
     tenants = [tenant_id] if tenant_id else tenancy_store.tenant_ids()
+    return _run_for(job, tenants, day, now, single=bool(tenant_id))
+
+
+def seal_from_stream(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The seal job for the tenants whose ledger legs or audit events arrived in a DynamoDB stream batch (the Ledger
+    and Audit table streams trigger the Jobs function on AWS; docs/audit.md). Concurrent batches of one tenant meet
+    at its lease: the later run is skipped and the next one seals what it would have."""
+    return _run_for("seal", stream_tenants(records), None, None, single=False)
+
+
+def _run_for(job: str, tenants: Sequence[str], day: str | None, now: str | None, *, single: bool) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for tenant in tenants:
         try:
             results.append({"tenant_id": tenant, **_leased_run(job, tenant, day, now)})
         except DomainError:
-            if tenant_id:
+            if single:
                 raise  # one tenant asked for: its refusal (bad date, ...) is the answer
             log.exception("job %s failed for tenant %s", job, tenant)
             results.append({"tenant_id": tenant, "error": "refused"})
         except Exception as error:
-            if tenant_id:
+            if single:
                 raise
             log.exception("job %s failed for tenant %s", job, tenant)
             results.append({"tenant_id": tenant, "error": type(error).__name__})
@@ -100,6 +131,8 @@ def _leased_run(job: str, tenant_id: str, day: str | None, now: str | None) -> d
             result = _run_one(job, tenant_id, day, now)
         finally:
             lease_store.release(tenant_id, job, owner_token=token)
+    if job in UNAUDITED_JOBS:
+        return result
     audit_store.append(
         audit_event(
             tenant_id=tenant_id,
@@ -120,6 +153,10 @@ def _leased_run(job: str, tenant_id: str, day: str | None, now: str | None) -> d
 
 
 def _run_one(job: str, tenant_id: str, day: str | None, now: str | None) -> dict[str, Any]:
+    if job == "seal":
+        return sealing.seal_tenant(tenant_id)  # real time only: `now` cannot move the late window (docs/audit.md)
+    if job == "verify_chain":
+        return sealing.verify_chain(tenant_id)
     if job == "aml_sweep":
         return aml_sweep(tenant_id, now=now, correlation_id=f"job-aml_sweep-{uuid.uuid4().hex}")
     if job == "tier_enforcement":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from moncore.compliance.movements import MovementChecks
@@ -53,6 +53,7 @@ from moncore.domain.transactions import (
     EventKind,
     Leg,
     Phase,
+    Transaction,
     TxnStatus,
     TxnType,
     check_zero_sum,
@@ -222,7 +223,7 @@ class LifecycleService:
             if step.kind is EventKind.EXPIRED and (stored.header.hold_expires_at or "~") > now_rfc3339():
                 raise InvalidStateTransition("the hold has not expired yet")
             event = _event(operation, state, step, _step_legs(tenant_id, stored, step))
-            txn = ledger_store.header_transaction(stored.header)
+            txn = posting_transaction(stored)
             after = advance(state, _as_stored(event))
             # A capture credits the payee: its tier's balance cap applies (holds count for the payer when placed).
             caps: tuple[BalanceCap, ...] = ()
@@ -269,6 +270,16 @@ class LifecycleService:
 
 
 # -------------------------------------------------------------------- helpers
+def posting_transaction(stored: ledger_store.StoredTxn) -> Transaction:
+    """The stored header as the Transaction a step posts under. Its provider reference goes on every leg, where
+    reconciliation matches statement lines: a withdrawal's header is written before the provider is called, so its
+    legs take the reference of its submission (moncore.ledger.withdrawals)."""
+    txn = ledger_store.header_transaction(stored.header)
+    if txn.provider_ref is None and (submitted := views.submitted_ref(stored)) is not None:
+        txn = replace(txn, provider_ref=submitted)
+    return txn
+
+
 def _load(tenant_id: str, txn_id: str) -> ledger_store.StoredTxn:
     stored = ledger_store.load_transaction(tenant_id, txn_id)
     if stored is None:

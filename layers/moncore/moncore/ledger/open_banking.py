@@ -96,26 +96,6 @@ def outcome_request_hash(provider_ref: str, status: Status) -> str:
     return sha256_hex({"provider_ref": provider_ref, "status": status.value})
 
 
-def call_failed(caller: Caller, subject_id: str, provider: str, call: str, error: Exception) -> DomainError:
-    """Audit a provider call that failed (nothing was posted by it) and return what to raise: the provider's own
-    refusal, or a retryable ProviderUnavailable for anything else (a timeout, a broken connection)."""
-    audit_store.append(
-        audit_event(
-            tenant_id=caller.require_tenant(),
-            action="provider.call_failed",
-            actor=caller.actor,
-            correlation_id=caller.correlation_id,
-            subject_id=subject_id,
-            payload={"provider": provider, "call": call, "error": type(error).__name__, "detail": str(error)[:500]},
-        )
-    )
-    if isinstance(error, DomainError):
-        return error
-    return ProviderUnavailable(
-        f"the provider {provider} did not answer ({type(error).__name__}); retry with the same key"
-    )
-
-
 # -------------------------------------------------------------------- fundings (called by LedgerService.fund)
 def create_pending_funding(
     caller: Caller,
@@ -262,11 +242,6 @@ def append_event(
     )
 
 
-def submitted_ref(stored: ledger_store.StoredTxn) -> str | None:
-    """The provider reference of a withdrawal's submission, once it was handed to the provider."""
-    return next((e.provider_ref for e in stored.events if e.event == EventKind.SUBMITTED.value), None)
-
-
 # -------------------------------------------------------------------- webhooks
 class OpenBankingService:
     def __init__(self, tenancy: TenancyService | None = None, lifecycle: LifecycleService | None = None) -> None:
@@ -333,7 +308,7 @@ class OpenBankingService:
             stored is not None
             and stored.header.type == wanted.value
             and stored.header.provider == provider
-            and (stored.header.provider_ref if wanted is TxnType.FUNDING else submitted_ref(stored))
+            and (stored.header.provider_ref if wanted is TxnType.FUNDING else views.submitted_ref(stored))
             == event.provider_ref
         )
         if stored is None or not matched:

@@ -93,6 +93,10 @@ class CardEvent:
     merchant_country: str | None = None  # authorisation only: a FATF call-for-action country is declined
     sequence: int | None = None  # the processor's number of this event within its authorisation (1, 2, ...)
     final: bool = False  # capture only: the last clearing of the authorisation; the rest of the hold is released
+    # The correlation id of the delivery that brought the event (its webhook's X-Correlation-Id): carried by every
+    # step and audit event the event causes, even when it is applied later (parked). Not part of the event itself:
+    # a redelivery with another correlation id is the same event.
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,9 @@ class ProviderEventService:
         if event.final and event.kind is not CardEventKind.CAPTURE:
             raise ValidationFailed("only a capture (clearing) can be final")
         txn_id = card_txn_id(tenant_id, event)
-        record = inbox.receive(tenant_id, event.provider, event.event_id, txn_id, _payload(event))
+        record = inbox.receive(
+            tenant_id, event.provider, event.event_id, txn_id, _payload(event), correlation_id=event.correlation_id
+        )
         if record.payload_hash != sha256_hex(_payload(event)):
             raise ValidationFailed(f"provider event {event.event_id} was delivered before with another payload")
         if record.status in (inbox.APPLIED, inbox.REJECTED):
@@ -170,7 +176,8 @@ class ProviderEventService:
         while progress:
             progress = False
             for record in inbox.parked_for(tenant_id, txn_id):
-                parked = CardEvent(**{**record.payload, "kind": CardEventKind(record.payload["kind"])})
+                fields = {**record.payload, "kind": CardEventKind(record.payload["kind"])}
+                parked = CardEvent(**fields, correlation_id=record.correlation_id or "")
                 outcome, reason = self._try(tenant_id, parked)
                 if outcome is not Outcome.PARKED:
                     self._close(tenant_id, record, parked, outcome, reason)
@@ -181,7 +188,7 @@ class ProviderEventService:
             tenant_id=tenant_id,
             actor=f"provider:{event.provider}",
             role="system",
-            correlation_id=f"{event.provider}:{event.event_id}",
+            correlation_id=event.correlation_id or f"{event.provider}:{event.event_id}",
         )
         payload = _payload(event)
         request = RequestIdentity(
@@ -295,7 +302,12 @@ def card_txn_id(tenant_id: str, event: CardEvent) -> str:
 
 
 def _payload(event: CardEvent) -> dict[str, Any]:
-    return {name: (value.value if isinstance(value, StrEnum) else value) for name, value in asdict(event).items()}
+    """The event itself (what its hash and its request identity cover): without the delivery's correlation id."""
+    return {
+        name: (value.value if isinstance(value, StrEnum) else value)
+        for name, value in asdict(event).items()
+        if name != "correlation_id"
+    }
 
 
 def _clearing_event(event: CardEvent) -> ClearingEvent:

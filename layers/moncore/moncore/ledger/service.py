@@ -57,6 +57,7 @@ from moncore.domain.transactions import (
 )
 from moncore.ledger import history, views
 from moncore.ledger.directory import DIRECTORY
+from moncore.providers.calls import call_failed
 from moncore.providers.open_banking import CollectionRequest, Status, open_banking_provider
 from moncore.store import accounts as account_store
 from moncore.store import balances as balance_store
@@ -269,7 +270,7 @@ class LedgerService:
         try:
             collected = provider.collect(collection)
         except Exception as failed:  # a timeout or an outage: nothing was posted; the retry resends idempotently
-            raise open_banking.call_failed(caller, txn_id, provider.name, "collect", failed) from failed
+            raise call_failed(caller, txn_id, provider.name, "collect", failed) from failed
         if collected.status is Status.PENDING:  # the outcome arrives by webhook (moncore.ledger.open_banking)
             return open_banking.create_pending_funding(
                 caller,
@@ -499,6 +500,9 @@ def posting_audit(caller: Caller, txn: Transaction, event: Event, *, action: str
             "request_hash": event.request_hash,
             "related_txn_id": event.related_txn_id,
             "legs": [[leg.account.account_id, leg.amount_minor, leg.phase.value] for leg in event.legs],
+            # Executed by a provider: its reference, as on the legs, so the audit trail alone names what
+            # reconciliation matches (a withdrawal's is its submission's, moncore.ledger.lifecycle).
+            **({"provider": txn.provider, "provider_ref": txn.provider_ref} if txn.provider else {}),
         },
     )
 

@@ -42,6 +42,17 @@ def txn_state(stored: StoredTxn) -> TxnState:
     )
 
 
+def submitted_ref(stored: StoredTxn) -> str | None:
+    """The provider reference of a withdrawal's submission, once it was handed to the provider."""
+    return next((e.provider_ref for e in stored.events if e.event == EventKind.SUBMITTED.value), None)
+
+
+def provider_ref(stored: StoredTxn) -> str | None:
+    """The provider's reference of the transaction: on its header (a funding, a card authorisation, a conversion),
+    or that of its submission (a withdrawal, whose header is written before the provider is called)."""
+    return stored.header.provider_ref or submitted_ref(stored)
+
+
 def transaction_view(stored: StoredTxn) -> dict[str, Any]:
     header = stored.header
     state = txn_state(stored)
@@ -110,7 +121,7 @@ def transaction_view(stored: StoredTxn) -> dict[str, Any]:
     if header.fx:
         view["fx"] = header.fx
     if header.provider:
-        view["provider"] = {"name": header.provider, "reference": header.provider_ref}
+        view["provider"] = {"name": header.provider, "reference": provider_ref(stored)}
     if header.account_id:  # fundings and withdrawals name the user account they are for
         view["account_id"] = header.account_id
     return view

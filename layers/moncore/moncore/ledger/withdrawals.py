@@ -54,13 +54,11 @@ from moncore.ledger.lifecycle import Operation as StepOperation
 from moncore.ledger.open_banking import (
     PAYOUT_CLEARING,
     append_event,
-    call_failed,
     capture_step,
     outcome_op_id,
     outcome_request_hash,
     provider_caller,
     provider_guard,
-    submitted_ref,
 )
 from moncore.ledger.service import (
     aml_records,
@@ -72,6 +70,7 @@ from moncore.ledger.service import (
     require_user_account,
     system_account,
 )
+from moncore.providers.calls import call_failed
 from moncore.providers.open_banking import PayoutRequest, Status, open_banking_provider
 from moncore.store import accounts as account_store
 from moncore.store import ledger as ledger_store
@@ -198,7 +197,7 @@ class WithdrawalService:
 
     def _resume(self, caller: Caller, stored: ledger_store.StoredTxn) -> Result:
         state = views.txn_state(stored).status
-        waiting = state is TxnStatus.AUTHORIZED and submitted_ref(stored) is None
+        waiting = state is TxnStatus.AUTHORIZED and views.submitted_ref(stored) is None
         if not waiting or stored.header.capture in HOLDING_CAPTURES:
             return Result(views.transaction_view(stored), replayed=True)
         return Result(self.submit(caller, stored))
@@ -229,7 +228,7 @@ class WithdrawalService:
         op_id = derived_id("op", tenant_id, "submit", txn_id)
         request_hash = sha256_hex({"submit": txn_id, "provider_ref": sent.provider_ref})
         for _ in range(_ATTEMPTS):
-            if submitted_ref(stored) is not None:
+            if views.submitted_ref(stored) is not None:
                 break
             try:
                 append_event(
@@ -268,7 +267,7 @@ def release_held(officer: Caller, case: CaseItem) -> dict[str, Any]:
         raise InvalidStateTransition(f"withdrawal {stored.header.txn_id} is {state.value}: nothing to release")
     caller = Caller(case.tenant_id, officer.actor, officer.role, officer.correlation_id)
     view = views.transaction_view(stored)
-    if submitted_ref(stored) is None:
+    if views.submitted_ref(stored) is None:
         view = WithdrawalService().submit(caller, stored)
     return {"txn_id": view["id"], "status": view["status"], "submitted_to": stored.header.provider}
 

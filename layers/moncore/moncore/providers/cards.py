@@ -39,6 +39,8 @@ from typing import Any, Protocol
 from moncore.domain.clock import now_rfc3339, utc_now
 from moncore.domain.errors import ProviderUnavailable, ValidationFailed
 from moncore.domain.ids import derived_id
+from moncore.providers import registry
+from moncore.providers.plugins import Adapters
 from moncore.store import cards as card_store
 
 
@@ -354,23 +356,30 @@ def settlement_report(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 # ------------------------------------------------------------------------------------------------ registry
 DEFAULT_CARD_PROVIDER = SandboxCards.name
 _SANDBOX = SandboxCards()
-_ISSUERS: dict[str, CardIssuer] = {SandboxCards.name: _SANDBOX}
-_PROCESSORS: dict[str, CardProcessor] = {SandboxCards.name: _SANDBOX}
+ISSUERS: Adapters[CardIssuer] = Adapters("card issuer", "card_issuer", [(SandboxCards.name, _SANDBOX)])
+PROCESSORS: Adapters[CardProcessor] = Adapters("card processor", "card_processor", [(SandboxCards.name, _SANDBOX)])
+
+
+def register_issuer(adapter: CardIssuer) -> None:
+    """Make an issuer adapter selectable as a tenant's `card_issuer` (providers/plugins.py loads the modules that
+    call this)."""
+    ISSUERS.register(adapter.name, adapter)
+
+
+def register_processor(adapter: CardProcessor) -> None:
+    """Make a processor adapter selectable as a tenant's `card_processor` and route /webhooks/<its name> to the
+    card event receiver."""
+    registry.register(adapter.name, registry.CARDS)
+    PROCESSORS.register(adapter.name, adapter)
 
 
 def card_issuer(name: str) -> CardIssuer:
-    try:
-        return _ISSUERS[name]
-    except KeyError:
-        raise ValidationFailed(f"card issuer '{name}' is not configured") from None
+    return ISSUERS.get(name)
 
 
 def card_processor(name: str) -> CardProcessor:
-    try:
-        return _PROCESSORS[name]
-    except KeyError:
-        raise ValidationFailed(f"card processor '{name}' is not configured") from None
+    return PROCESSORS.get(name)
 
 
 def known_processor(name: str) -> bool:
-    return name in _PROCESSORS
+    return PROCESSORS.known(name)

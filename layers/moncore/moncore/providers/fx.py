@@ -28,6 +28,7 @@ from moncore.domain.clock import now_rfc3339, rfc3339, utc_now
 from moncore.domain.errors import InvariantViolation, ProviderUnavailable, QuoteExpired, ValidationFailed
 from moncore.domain.fx import Quote, check_rate, decimal_text
 from moncore.domain.ids import derived_id
+from moncore.providers.plugins import Adapters
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +172,15 @@ class SandboxFx:
 
 
 DEFAULT_FX_PROVIDER = SandboxFx.name
-_ADAPTERS: dict[str, FxProvider] = {SandboxFx.name: SandboxFx()}
+ADAPTERS: Adapters[FxProvider] = Adapters("FX provider", "fx_provider", [(SandboxFx.name, SandboxFx())])
+
+
+def register(adapter: FxProvider) -> None:
+    """Make an adapter selectable as a tenant's `fx_provider` (providers/plugins.py loads the modules that call
+    this). FX providers answer synchronously: no webhook route."""
+    ADAPTERS.register(adapter.name, adapter)
 
 
 def fx_provider(name: str) -> FxProvider:
-    """The adapter configured for a tenant."""
-    try:
-        return _ADAPTERS[name]
-    except KeyError:
-        raise ValidationFailed(f"FX provider '{name}' is not configured") from None
+    """The adapter configured for a tenant (a stored quote names the provider that gave it)."""
+    return ADAPTERS.get(name)

@@ -26,7 +26,6 @@ with; tests and demos sign each with `domain.webhooks.signature_header` and POST
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -34,6 +33,8 @@ from typing import Any, Protocol
 
 from moncore.domain.errors import ProviderUnavailable, ValidationFailed
 from moncore.domain.ids import derived_id
+from moncore.providers import registry
+from moncore.providers.plugins import Adapters
 
 
 class Status(StrEnum):
@@ -277,39 +278,22 @@ def _malformed(detail: str) -> ValidationFailed:
 SANDBOX = SandboxOpenBanking()
 SANDBOX_INSTANT = SandboxOpenBanking("sandbox_open_banking_instant", Scenario.INSTANT)
 DEFAULT_OPEN_BANKING_PROVIDER = SANDBOX.name
-_ADAPTERS: dict[str, OpenBankingProvider] = {SANDBOX.name: SANDBOX, SANDBOX_INSTANT.name: SANDBOX_INSTANT}
-_LOCK = threading.Lock()
+ADAPTERS: Adapters[OpenBankingProvider] = Adapters(
+    "open banking provider", "open_banking_provider", ((a.name, a) for a in (SANDBOX, SANDBOX_INSTANT))
+)
 
 
 def register(adapter: OpenBankingProvider) -> None:
     """Make an adapter selectable by tenant configuration and its webhooks routable (providers/plugins.py loads
-    modules that call this; an adapter shipped with the kernel is simply listed in _ADAPTERS)."""
-    from moncore.providers import registry  # noqa: PLC0415 - registry imports plugins, which import this module
-
-    with _LOCK:
-        _ADAPTERS[adapter.name] = adapter
+    modules that call this; an adapter shipped with the kernel is simply listed in ADAPTERS)."""
     registry.register(adapter.name, registry.OPEN_BANKING)
+    ADAPTERS.register(adapter.name, adapter)
 
 
 def open_banking_provider(name: str) -> OpenBankingProvider:
     """The adapter configured for a tenant (or named in a webhook path)."""
-    adapter = _ADAPTERS.get(name)
-    if adapter is None:
-        from moncore.providers import plugins  # noqa: PLC0415 - loaded on the first unknown name only
-
-        plugins.load()
-        adapter = _ADAPTERS.get(name)
-    if adapter is None:
-        raise ValidationFailed(
-            f"open banking provider '{name}' is not configured",
-            errors=[{"loc": ["body", "open_banking_provider"], "msg": f"unknown provider {name!r}"}],
-        )
-    return adapter
+    return ADAPTERS.get(name)
 
 
 def known_provider(name: str) -> bool:
-    try:
-        open_banking_provider(name)
-    except ValidationFailed:
-        return False
-    return True
+    return ADAPTERS.known(name)

@@ -1,8 +1,10 @@
 """Which domain each provider's webhooks belong to: one route `/webhooks/{provider}` (API.md) serves them all, so
 provider names are unique across domains. A provider absent here is unknown: its deliveries are stored as rejected
-attempts and answered 404. Adding an adapter = one line here and one receiver in functions/webhooks/app.py (and in
-REPLAY_RECEIVERS of functions/admin_api/app.py, for operator replays); an adapter loaded from a plugin module
-(providers/plugins.py, stack parameter ProviderPlugins) registers itself with `register` instead (docs/providers.md)."""
+attempts and answered 404. The sandbox adapters are listed in WEBHOOK_DOMAINS; an adapter loaded from a plugin module
+(providers/plugins.py, stack parameter ProviderPlugins) is added by its port's `register` function
+(open_banking.register, cards.register_processor, kyc.register), which calls `register` here. A new DOMAIN (not a
+new adapter of an existing one) also needs its receiver in functions/webhooks/app.py RECEIVERS and in
+REPLAY_RECEIVERS of functions/admin_api/app.py (docs/providers.md, "Adding a provider")."""
 
 from __future__ import annotations
 

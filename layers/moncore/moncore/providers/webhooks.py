@@ -4,7 +4,8 @@
              -> JSON with a provider event id -> stored with the SHA-256 of its raw bytes -> handed to the domain
 
 Nothing acts on a delivery before it is stored: a refused one (unknown provider, bad signature, late, malformed) is
-stored as a REJECTED attempt and answered 404 / 401 `invalid_signature` / 422; an accepted one is stored once per
+stored as a REJECTED attempt and answered 404 / 401 `invalid_signature` / 422 (503 `webhook_not_configured`, retryable,
+for a signed delivery from a provider that has no active secret yet); an accepted one is stored once per
 provider event id, so a redelivery finds the first and changes nothing (the domain decides whether a non-final
 first delivery, e.g. one whose processing failed half-way, is processed again). Secrets come from one Secrets
 Manager secret, a JSON object {provider: "secret" | ["newest", "being retired"]}, re-read after
@@ -24,9 +25,16 @@ from typing import Any, NoReturn
 
 from moncore.config import settings
 from moncore.domain.clock import now_rfc3339
-from moncore.domain.errors import AlreadyExists, InvalidSignature, InvariantViolation, NotFound, ValidationFailed
+from moncore.domain.errors import (
+    AlreadyExists,
+    InvalidSignature,
+    InvariantViolation,
+    NotFound,
+    ValidationFailed,
+    WebhookNotConfigured,
+)
 from moncore.domain.ids import new_id
-from moncore.domain.webhooks import MAX_ACTIVE_SECRETS, verify_signature
+from moncore.domain.webhooks import MAX_ACTIVE_SECRETS, parse_signature_header, verify_signature
 from moncore.store import webhooks as inbox
 from moncore.store.models import WebhookEventItem
 from moncore.store.secrets import secret_json
@@ -69,12 +77,15 @@ def replaying(signed_at_s: int) -> Iterator[None]:
 
 
 def active_secrets(provider: str) -> tuple[str, ...]:
-    """The provider's active webhook secrets, newest first (at most MAX_ACTIVE_SECRETS)."""
+    """The provider's active webhook secrets, newest first (at most MAX_ACTIVE_SECRETS). WebhookNotConfigured when
+    the secret document has none (or not 1-2 non-empty strings) for it: an operator's step is missing."""
     config = secret_json(settings().webhook_secrets_secret, max_age_s=settings().webhook_secret_cache_seconds)
     value = config.get(provider)
     found = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, list) else ()
     if not 1 <= len(found) <= MAX_ACTIVE_SECRETS or not all(isinstance(s, str) and s for s in found):
-        raise RuntimeError(f"webhook secrets for {provider}: need 1 to {MAX_ACTIVE_SECRETS} non-empty strings")
+        raise WebhookNotConfigured(
+            f"no active webhook secret is configured for {provider}: the delivery cannot be verified; redeliver later"
+        )
     return found
 
 
@@ -108,6 +119,8 @@ def receive(
         rejected("unknown_provider")
         raise NotFound(f"no {delivery.domain} provider named '{delivery.provider}'")
     try:
+        # The header first: an unsigned or malformed delivery is refused (401) whatever secrets are configured.
+        parse_signature_header(delivery.signature)
         verified = verify_signature(
             delivery.signature,
             delivery.raw_body,
@@ -116,6 +129,9 @@ def receive(
         )
     except InvalidSignature as refused:
         rejected(refused.reason)
+        raise
+    except WebhookNotConfigured:
+        rejected("no_active_secret")
         raise
     try:
         payload = json.loads(delivery.raw_body)

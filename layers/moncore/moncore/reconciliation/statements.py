@@ -1,5 +1,5 @@
 """Bank statement parsers: ISO 20022 camt.053 / camt.054 (versions .001.02 to .001.13) and SWIFT MT940, streamed into
-the normalised records of `moncore.domain.statements` (docs/reconciliation.md, decisions 42-43).
+the normalised records of `moncore.domain.statements` (docs/reconciliation.md, decision 46).
 
 `parse_statement(source)` sniffs the format (XML or MT940 tags) and yields `StatementEntry` and `StatementBalance`
 records in file order. It is a generator with bounded memory: camt is read with lxml `iterparse` and every `Ntry`/`Bal`
@@ -64,7 +64,10 @@ def entries(source: str | Path | IO[bytes], *, name: str | None = None) -> Itera
 
 
 def detect_format(head: bytes) -> str:
-    """ "xml" when the first non-blank character (after a UTF-8 byte order mark) is '<', else "mt940"."""
+    """ "xml" when the file starts with a UTF-16 byte order mark or its first non-blank character (after a UTF-8 one)
+    is '<', else "mt940" (whose parser then names the first line that is not an MT940 field)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "xml"
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if not text:
         return "empty"
@@ -135,6 +138,7 @@ class _Paths:
         )
         self.scor = q("RmtInf/Strd/CdtrRefInf/Ref")
         self.ustrd = q("RmtInf/Ustrd")
+        self.addtl_ntry, self.addtl_tx = q("AddtlNtryInf"), q("AddtlTxInf")
         # Up to .001.07 a party is PartyIdentification (Nm directly); from .001.08 a Party40Choice (Pty/Nm or Agt).
         self.party = {
             role: (q(f"RltdPties/{role}/Nm"), q(f"RltdPties/{role}/Pty/Nm"))
@@ -212,6 +216,9 @@ def _parse_camt(stream: IO[bytes], label: str) -> Iterator[StatementRecord]:
         raise StatementMalformed(f"{label}: line {exc.lineno}: not well-formed XML ({exc.msg})") from None
     if paths is None:
         raise StatementMalformed(f"{label}: no ISO 20022 <Document> element")
+    if statements == 0:
+        local = statement_tag.rsplit("}", 1)[1]
+        raise StatementMalformed(f"{label}: the {source} message has no <{local}>")
 
 
 def _drop_previous(elem: Any) -> None:
@@ -227,10 +234,14 @@ def _check_root(elem: Any, label: str) -> tuple[_Paths, str, str]:
     where = f"{label}: line {elem.sourceline}"
     if elem.getroottree().docinfo.internalDTD is not None or elem.getroottree().docinfo.doctype:
         raise StatementMalformed(f"{label}: a DOCTYPE is not allowed in an ISO 20022 message (entities refused)")
+    # The first <Document> is the message, at the root or inside a transport envelope (a business application header
+    # envelope puts it next to an AppHdr); the tag filter of the parser reports nothing before it.
     qname = etree.QName(elem)
-    if qname.localname != "Document" or elem.getparent() is not None:
-        raise StatementMalformed(f"{where}: the root element is <{qname.localname}>, not an ISO 20022 <Document>")
-    found = _CAMT_NS_RE.match(qname.namespace or "")
+    if qname.localname != "Document":
+        raise StatementMalformed(f"{where}: <{qname.localname}> outside an ISO 20022 <Document>")
+    if qname.namespace is None:
+        raise StatementMalformed(f"{where}: <Document> has no namespace (expected urn:iso:std:iso:20022:tech:xsd:...)")
+    found = _CAMT_NS_RE.match(qname.namespace)
     if found is None:
         raise StatementMalformed(f"{where}: namespace {qname.namespace!r} is not a camt.053 or camt.054 message")
     message, version = found.group(1), int(found.group(2))
@@ -322,23 +333,24 @@ def _camt_entries(
         "booking_date": iso_date(_text(elem, *paths.bookg), place=f"{where} BookgDt"),
         "value_date": iso_date(_text(elem, *paths.val), place=f"{where} ValDt"),
         "status": status,
-        "reversal": (_text(elem, paths.rvsl) or "false").lower() == "true",
+        "reversal": _boolean(_text(elem, paths.rvsl), f"{where} RvslInd"),
         "bank_transaction_code": "/".join(domain) if domain else code,
         "source": source,
     }
     entry_svcr = _text(elem, paths.svcr)
+    entry_info = _text(elem, paths.addtl_ntry)
     transactions = list(elem.iterfind(paths.tx))
     split = _split_amounts(transactions, paths, currency, amount_minor, direction, where)
     place = where.removeprefix(f"{label}: ")
     if split is None:
         if len(transactions) == 1:
-            details = _details(transactions[0], paths, direction)
+            details = _details(transactions[0], paths, direction, statement.account)
         else:  # no details, or a batch booked as one line: its batch id is the best reference it has
             details = {"reference": _text(elem, *paths.batch_ids) if transactions else None}
         split_place: list[tuple[dict[str, Any], int, Direction, str]] = [(details, amount_minor, direction, place)]
     else:
         split_place = [
-            (_details(tx, paths, tx_direction), tx_amount, tx_direction, f"{place} TxDtls[{index}]")
+            (_details(tx, paths, tx_direction, statement.account), tx_amount, tx_direction, f"{place} TxDtls[{index}]")
             for index, (tx, tx_amount, tx_direction) in enumerate(split, start=1)
         ]
     entry_ref = f"{statement.statement_id}#{statement.entries}"
@@ -354,10 +366,21 @@ def _camt_entries(
             counterparty_account=details.get("counterparty_account"),
             end_to_end_id=details.get("end_to_end_id"),
             account_servicer_ref=svcr,
-            remittance=details.get("remittance"),
+            remittance=details.get("remittance") or entry_info,
             place=part_place,
             entry_ref=entry_ref if split is None else f"{entry_ref}.{part}",
         )
+
+
+def _boolean(text: str | None, where: str) -> bool:
+    """An xs:boolean ("true", "false", "1", "0"); absent is false."""
+    if text is None:
+        return False
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise StatementMalformed(f"{where}: {text!r} is not a boolean")
 
 
 def _split_amounts(
@@ -385,21 +408,37 @@ def _split_amounts(
     return parts if total == amount_minor else None
 
 
-def _details(tx: Any, paths: _Paths, direction: Direction) -> dict[str, Any]:
+def _details(tx: Any, paths: _Paths, direction: Direction, own_account: str | None) -> dict[str, Any]:
     end_to_end, tx_id, instr_id, pmt_inf_id, svcr, proprietary = (_text(tx, path) for path in paths.refs)
     if end_to_end is not None and end_to_end.upper() in _NOT_PROVIDED:
         end_to_end = None
     scor = _text(tx, paths.scor)
-    other, other_ultimate = ("Dbtr", "UltmtDbtr") if direction == "CRDT" else ("Cdtr", "UltmtCdtr")
     remittance = " ".join(text.strip() for elem in tx.iterfind(paths.ustrd) if (text := elem.text)) or None
+    counterparty, counterparty_account = _counterparty(tx, paths, direction, own_account)
     return {
         "reference": end_to_end or scor or tx_id or instr_id or pmt_inf_id or svcr or proprietary,
         "end_to_end_id": end_to_end,
         "account_servicer_ref": svcr,
-        "counterparty": _text(tx, *paths.party[other]) or _text(tx, *paths.party[other_ultimate]),
-        "counterparty_account": _text(tx, *paths.party_acct[other]),
-        "remittance": remittance,
+        "counterparty": counterparty,
+        "counterparty_account": counterparty_account,
+        "remittance": remittance or _text(tx, paths.addtl_tx),
     }
+
+
+def _counterparty(
+    tx: Any, paths: _Paths, direction: Direction, own_account: str | None
+) -> tuple[str | None, str | None]:
+    """Name and account of the other party: the debtor of a credit, the creditor of a debit (or their ultimate
+    party). Some banks fill only the party on the wrong side; it is taken when its account is stated and is not the
+    statement's own account (a party whose account is ours is the account owner, never the counterparty)."""
+    other, own = ("Dbtr", "Cdtr") if direction == "CRDT" else ("Cdtr", "Dbtr")
+    name = _text(tx, *paths.party[other]) or _text(tx, *paths.party[f"Ultmt{other}"])
+    account = _text(tx, *paths.party_acct[other])
+    if name is None and account is None:
+        wrong_side = _text(tx, *paths.party_acct[own])
+        if wrong_side is not None and wrong_side != own_account:
+            return _text(tx, *paths.party[own]), wrong_side
+    return name, account
 
 
 # ---------------------------------------------------------------------------------------------------------- MT940
@@ -489,7 +528,7 @@ def _parse_mt940(stream: IO[bytes], label: str) -> Iterator[StatementRecord]:
                 line = stripped = rest
             else:
                 continue
-        if stripped == "-" or stripped.startswith("-}"):
+        if stripped in ("-", "$") or stripped.startswith("-}"):  # end of a message; "$" separates them in RJE files
             if message is not None:
                 yield from _finish(message, current, label, line_no)
             message, current = None, None

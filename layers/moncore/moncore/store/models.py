@@ -16,7 +16,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from moncore.config import settings
@@ -62,6 +62,9 @@ class TenantItem(Model):
     # The card adapters (moncore.providers.cards): who issues the tenant's cards and who processes their payments.
     card_issuer = UnicodeAttribute(default="sandbox_cards")
     card_processor = UnicodeAttribute(default="sandbox_cards")
+    # The screening adapter (moncore.providers.screening); tenants created before the port read back with the kernel's
+    # own engine over the shipped lists.
+    screening_provider = UnicodeAttribute(default="moncore_lists")
     # Bumped by every configuration change (admin PATCH .../config), the condition that stops two admins' changes
     # from overwriting each other; absent on tenants never changed since creation.
     config_version = NumberAttribute(null=True)
@@ -416,6 +419,27 @@ class SettlementItem(Model):
     by_tenant_date = SettlementsByDateIndex()
 
 
+class ReconciliationItem(Model):
+    """Append-only: the records of one reconciliation run, in the run's partition (pk = run id; docs/reconciliation.md
+    "Runs", "Exceptions and adjustments"). sk `RUN#<nnnn>` are the run's state versions, `EXC#<exception id>#<nnnn>`
+    an exception's versions, `ADJ#<adjustment id>#<nnnn>` an adjustment's. A change is the next version, written
+    with attribute_not_exists (two writers can never both build on one version); the latest version is the state.
+    The sandbox bank's plans and calls live under pk `_sandbox#statements#...` (moncore.providers.statements)."""
+
+    class Meta(_Meta):
+        table_name = _S.reconciliations_table
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    tenant_id = UnicodeAttribute()
+    kind = UnicodeAttribute()  # run | exception | adjustment | sandbox_plan | sandbox_call
+    version = NumberAttribute()
+    status = UnicodeAttribute(null=True)
+    document = JSONAttribute()  # the whole record at this version
+    recorded_at = UnicodeAttribute()
+    actor = UnicodeAttribute()
+
+
 class ParkedByTxnIndex(GlobalSecondaryIndex["ProviderEventItem"]):
     class Meta:
         index_name = "parked_by_txn"
@@ -441,6 +465,7 @@ class ProviderEventItem(Model):
     status = UnicodeAttribute()  # RECEIVED | PARKED | APPLIED | REJECTED
     outcome = UnicodeAttribute(null=True)  # the refusal's code when REJECTED
     parked_txn_key = UnicodeAttribute(null=True)  # tenant#txn_id while PARKED (sparse index)
+    correlation_id = UnicodeAttribute(null=True)  # of the first delivery: a parked event applies under it later
     received_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
@@ -749,6 +774,42 @@ class AuditItem(Model):
     recorded_at = UnicodeAttribute()
 
 
+class SealsByLastItemIndex(GlobalSecondaryIndex["SealItem"]):
+    """A tenant's blocks by their last item's cursor: the block sealing an item is the first one whose last_item is at
+    or after the item's cursor (or, for an item that committed late, one of the next few). Keys, first_item and
+    created_at only: a proof fetches the one block it needs from the table."""
+
+    class Meta:
+        index_name = "by_last_item"
+        projection = IncludeProjection(["first_item", "created_at"])
+
+    pk = UnicodeAttribute(hash_key=True)
+    last_item = UnicodeAttribute(range_key=True)
+
+
+class SealItem(Model):
+    """Append-only: one sealed block of a tenant (moncore.domain.seals, moncore/audit/sealing.py). Written once with
+    attribute_not_exists on (tenant, seq), so two sealers can never both write block n: the chain cannot fork. Also
+    copied, byte for byte as `document`, to the Object Lock bucket (seals/<tenant>/<seq>.json)."""
+
+    class Meta(_Meta):
+        table_name = _S.seals_table
+
+    pk = UnicodeAttribute(hash_key=True)  # tenant id
+    seq = NumberAttribute(range_key=True)  # 1, 2, ...
+    block = JSONAttribute()  # the block as hashed and signed (domain.seals.build_block)
+    block_hash = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    algorithm = UnicodeAttribute()
+    signature_b64 = UnicodeAttribute()
+    leaves = JSONAttribute()  # [{kind, pk, sk, cursor, item_hash}] in leaf order
+    first_item = UnicodeAttribute()
+    last_item = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    by_last_item = SealsByLastItemIndex()
+
+
 class LeaseItem(Model):
     """A scheduled job's lease (one per tenant and job), so two runs never overlap. Kept in the Idempotency table:
     like an idempotency claim it is a short-lived mutable lock that expires by itself (TTL `expires_at`)."""
@@ -931,3 +992,20 @@ class FxQuoteItem(Model):
     correlation_id = UnicodeAttribute()
     request_hash = UnicodeAttribute()
     fingerprint = MapAttribute[str, str]()
+
+
+class ExportItem(Model):
+    """Append-only: one version of an export or evidence bundle record (moncore/audit/exports.py). Every change
+    (REQUESTED -> RUNNING with progress -> READY | FAILED) is the NEXT version, put with attribute_not_exists; the
+    record's state is its latest version. `document` is the whole record at this version."""
+
+    class Meta(_Meta):
+        table_name = _S.exports_table
+
+    pk = UnicodeAttribute(hash_key=True)  # export id
+    version = NumberAttribute(range_key=True)  # 1, 2, ...
+    tenant_id = UnicodeAttribute()
+    origin = UnicodeAttribute()  # partner (POST /v1/exports) | admin (POST /admin/v1/evidence-bundles)
+    status = UnicodeAttribute()  # REQUESTED | RUNNING | READY | FAILED
+    document = JSONAttribute()
+    recorded_at = UnicodeAttribute()

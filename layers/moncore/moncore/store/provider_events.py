@@ -19,8 +19,11 @@ APPLIED = "APPLIED"
 REJECTED = "REJECTED"
 
 
-def receive(tenant_id: str, provider: str, event_id: str, txn_id: str, payload: dict[str, Any]) -> ProviderEventItem:
-    """Record the event once; a redelivery returns the stored record (whatever its status) unchanged."""
+def receive(
+    tenant_id: str, provider: str, event_id: str, txn_id: str, payload: dict[str, Any], *, correlation_id: str = ""
+) -> ProviderEventItem:
+    """Record the event once (with the correlation id of its first delivery); a redelivery returns the stored record
+    (whatever its status) unchanged."""
     now = now_rfc3339()
     item = ProviderEventItem(
         tenant_key(tenant_id, provider, event_id),
@@ -31,6 +34,7 @@ def receive(tenant_id: str, provider: str, event_id: str, txn_id: str, payload: 
         payload=payload,
         payload_hash=sha256_hex(payload),
         status=RECEIVED,
+        correlation_id=correlation_id or None,
         received_at=now,
         updated_at=now,
     )

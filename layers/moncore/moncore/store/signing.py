@@ -38,6 +38,15 @@ def sign(message: bytes) -> Signature:
     return Signature(str(answer["KeyId"]), ALGORITHM, base64.b64encode(answer["Signature"]).decode())
 
 
-def public_key_der() -> bytes:
-    """The signing key's public key (SubjectPublicKeyInfo DER), for verifiers outside MonCore."""
-    return bytes(_kms().get_public_key(KeyId=settings().signing_key_id)["PublicKey"])
+def public_key_der(key_id: str | None = None) -> bytes:
+    """The public key (SubjectPublicKeyInfo DER) of `key_id` (a key id or ARN as a signature names it; default: the
+    signing key), for verifiers outside MonCore and for the chain-integrity job."""
+    return bytes(_kms().get_public_key(KeyId=key_id or settings().signing_key_id)["PublicKey"])
+
+
+def signing_public_key() -> tuple[str, bytes]:
+    """(key ARN, public key DER) of the signing key: what a document names before it is signed (an evidence bundle's
+    manifest names its key), and what ships with it."""
+    key_id = settings().signing_key_id
+    arn = _kms().describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]  # what Sign answers as KeyId (an alias/id may not)
+    return str(arn), bytes(_kms().get_public_key(KeyId=key_id)["PublicKey"])

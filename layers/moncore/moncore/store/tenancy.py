@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from moncore.domain.audit import AuditEvent
@@ -21,25 +22,35 @@ def create_tenant(item: TenantItem, audit: AuditEvent) -> None:
 KEEP: Any = object()  # change_tenant_config: leave the tier limit overrides as they are
 
 
+# The tenant's provider adapters an admin may change (docs/providers.md); card adapters are set at creation only.
+PROVIDER_ATTRIBUTES = {
+    "open_banking_provider": TenantItem.open_banking_provider,
+    "fx_provider": TenantItem.fx_provider,
+    "kyc_provider": TenantItem.kyc_provider,
+    "screening_provider": TenantItem.screening_provider,
+}
+
+
 def change_tenant_config(
     tenant_id: str,
     *,
     expected_version: int | None,
     tier_limits: Any = KEEP,
     jurisdictions: list[str] | None = None,
-    open_banking_provider: str | None = None,
+    providers: Mapping[str, str] | None = None,
     audit: AuditEvent,
 ) -> None:
-    """Set the tenant's tier limit overrides ({} or None: none) and/or jurisdictions, bump config_version, with the
-    audit event, if the version is still `expected_version` (None: never changed). Raises ConcurrencyConflict
-    (another change came first) or NotFound."""
+    """Set the tenant's tier limit overrides ({} or None: none), jurisdictions and/or provider adapters (attribute
+    name -> adapter name, among PROVIDER_ATTRIBUTES), bump config_version, with the audit event, if the version is
+    still `expected_version` (None: never changed). Raises ConcurrencyConflict (another change came first) or
+    NotFound."""
     actions: list[Any] = [TenantItem.config_version.set((expected_version or 0) + 1)]
     if tier_limits is not KEEP:
         actions.append(TenantItem.tier_limits.set(tier_limits) if tier_limits else TenantItem.tier_limits.remove())
     if jurisdictions is not None:
         actions.append(TenantItem.jurisdictions.set(cast(Any, jurisdictions)))  # stubs type list items oddly
-    if open_banking_provider is not None:
-        actions.append(TenantItem.open_banking_provider.set(open_banking_provider))
+    for name, adapter in (providers or {}).items():
+        actions.append(PROVIDER_ATTRIBUTES[name].set(adapter))
     version = (
         TenantItem.config_version.does_not_exist()
         if expected_version is None

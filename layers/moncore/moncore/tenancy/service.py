@@ -31,6 +31,11 @@ DEFAULT_OPEN_BANKING_PROVIDER = "sandbox_open_banking"
 DEFAULT_FX_PROVIDER = "sandbox_fx"
 DEFAULT_KYC_PROVIDER = "sandbox_kyc"
 DEFAULT_CARD_PROVIDER = "sandbox_cards"  # issuer and processor (moncore.providers.cards)
+DEFAULT_SCREENING_PROVIDER = "moncore_lists"  # the kernel's own engine (moncore.providers.screening)
+# Which adapter of each port the tenant uses (docs/providers.md): set at creation, all but the card adapters changed
+# by PATCH /admin/v1/tenants/{id}/config (a card program moves between issuer-processors by reissuing its cards).
+PROVIDER_SETTINGS = ("open_banking_provider", "fx_provider", "kyc_provider", "screening_provider")
+CARD_SETTINGS = ("card_issuer", "card_processor")
 # Tenant configuration changes rarely and is re-read at most every settings().tenant_cache_seconds (stack parameter
 # TenantConfigCacheSeconds, 15 s by default) per container: a capability switched off takes effect within that window
 # (plus the authorizer cache TTL for keys). Freezes are never cached: they are conditions of the posting itself.
@@ -69,6 +74,7 @@ class TenantConfig:
     config_version: int = 0
     card_issuer: str = DEFAULT_CARD_PROVIDER
     card_processor: str = DEFAULT_CARD_PROVIDER
+    screening_provider: str = DEFAULT_SCREENING_PROVIDER
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +87,7 @@ class TenantConfig:
             "kyc_provider": self.kyc_provider,
             "card_issuer": self.card_issuer,
             "card_processor": self.card_processor,
+            "screening_provider": self.screening_provider,
             "tier_limits": self.tier_limits,
             "config_version": self.config_version,
             "status": self.status,
@@ -101,22 +108,26 @@ class TenancyService:
         jurisdictions: list[str],
         tier_limits: dict[str, Any] | None = None,
         open_banking_provider: str | None = None,
+        **providers: str | None,
     ) -> TenantConfig:
         """A new tenant; its open banking adapter is `open_banking_provider` or the stack's default
-        (DefaultOpenBankingProvider: a counterparty, so a parameter, never the environment's name)."""
+        (DefaultOpenBankingProvider: a counterparty, so a parameter, never the environment's name); the other
+        adapters (`providers`: any of PROVIDER_SETTINGS and CARD_SETTINGS) are the sandbox ones unless named."""
         check_tenant_jurisdictions(jurisdictions)  # never a FATF call-for-action country
         overrides = check_overrides(tier_limits)
         open_banking = _open_banking_adapter(open_banking_provider or settings().default_open_banking_provider)
+        chosen = {name: adapter_name(name, value) for name, value in providers.items() if value is not None}
         item = TenantItem(
             new_id("ten"),
             name=name,
             jurisdictions=sorted(set(jurisdictions)),
             capabilities=default_capabilities(),
             open_banking_provider=open_banking,
-            fx_provider=DEFAULT_FX_PROVIDER,
-            kyc_provider=DEFAULT_KYC_PROVIDER,
-            card_issuer=DEFAULT_CARD_PROVIDER,
-            card_processor=DEFAULT_CARD_PROVIDER,
+            fx_provider=chosen.get("fx_provider", DEFAULT_FX_PROVIDER),
+            kyc_provider=chosen.get("kyc_provider", DEFAULT_KYC_PROVIDER),
+            card_issuer=chosen.get("card_issuer", DEFAULT_CARD_PROVIDER),
+            card_processor=chosen.get("card_processor", DEFAULT_CARD_PROVIDER),
+            screening_provider=chosen.get("screening_provider", DEFAULT_SCREENING_PROVIDER),
             tier_limits=overrides or None,
             status="ACTIVE",
             created_at=now_rfc3339(),
@@ -161,7 +172,7 @@ class TenancyService:
         *,
         tier_limits: dict[str, Any] | _Unset | None = UNSET,
         jurisdictions: list[str] | _Unset | None = UNSET,
-        open_banking_provider: str | _Unset | None = UNSET,
+        **providers: str | _Unset | None,
     ) -> dict[str, Any]:
         """Replace the tenant's tier limit overrides (None or {}: back to the defaults) and/or its jurisdictions,
         validated like at creation, audited (`tenant.config_changed` with before and after), conditional on the
@@ -183,12 +194,18 @@ class TenancyService:
             wanted = sorted(set(jurisdictions))
             if tuple(wanted) != current.jurisdictions:
                 changes["jurisdictions"] = wanted
-        if not isinstance(open_banking_provider, _Unset) and open_banking_provider is not None:
-            # Which adapter executes the tenant's fundings and withdrawals from now on (docs/providers.md);
-            # transactions already handed to the previous one still settle by its webhooks.
-            adapter = _open_banking_adapter(open_banking_provider)
-            if adapter != current.open_banking_provider:
-                changes["open_banking_provider"] = adapter
+        for name, wanted_adapter in providers.items():
+            # Which adapter serves the tenant from now on (docs/providers.md); what was handed to the previous one
+            # finishes there (a funding settles by its webhooks, a stored FX quote is executed by its provider).
+            if name not in PROVIDER_SETTINGS:
+                raise ValidationFailed(
+                    f"{name} cannot be changed", errors=[{"loc": ["body", name], "msg": "set at creation only"}]
+                )
+            if isinstance(wanted_adapter, _Unset) or wanted_adapter is None:
+                continue
+            adapter = adapter_name(name, wanted_adapter)
+            if adapter != current.to_dict()[name]:
+                changes[name] = adapter
         if not changes:
             return current.to_dict() | {"changed": []}
         before = {name: current.to_dict()[name] for name in changes}
@@ -197,7 +214,7 @@ class TenancyService:
             expected_version=current.config_version or None,
             tier_limits=changes.get("tier_limits", _KEEP),
             jurisdictions=changes.get("jurisdictions"),
-            open_banking_provider=changes.get("open_banking_provider"),
+            providers={name: changes[name] for name in PROVIDER_SETTINGS if name in changes},
             audit=audit_event(
                 tenant_id=tenant_id,
                 action="tenant.config_changed",
@@ -353,10 +370,27 @@ class TenancyService:
 
 
 def _open_banking_adapter(name: str) -> str:
-    """`name` if an open banking adapter of that name is configured (ValidationFailed otherwise)."""
-    from moncore.providers.open_banking import open_banking_provider  # noqa: PLC0415 - adapters load plugins
+    return adapter_name("open_banking_provider", name)
 
-    return open_banking_provider(name).name
+
+def adapter_name(setting: str, name: str) -> str:
+    """`name` if an adapter of that name is registered for the port `setting` selects (ValidationFailed, located
+    at that field, otherwise). Imported late: the port modules load plugin modules, which may import the kernel."""
+    from moncore.providers import cards, fx, kyc, open_banking, screening  # noqa: PLC0415
+    from moncore.providers.plugins import Adapters  # noqa: PLC0415
+
+    lookups: dict[str, Adapters[Any]] = {
+        "open_banking_provider": open_banking.ADAPTERS,
+        "fx_provider": fx.ADAPTERS,
+        "kyc_provider": kyc.ADAPTERS,
+        "screening_provider": screening.ADAPTERS,
+        "card_issuer": cards.ISSUERS,
+        "card_processor": cards.PROCESSORS,
+    }
+    if setting not in lookups:
+        raise ValidationFailed(f"unknown setting {setting}", errors=[{"loc": ["body", setting], "msg": "unknown"}])
+    lookups[setting].get(name)
+    return name
 
 
 def _to_config(item: TenantItem) -> TenantConfig:
@@ -374,4 +408,5 @@ def _to_config(item: TenantItem) -> TenantConfig:
         config_version=int(item.config_version or 0),
         card_issuer=item.card_issuer,
         card_processor=item.card_processor,
+        screening_provider=item.screening_provider,
     )

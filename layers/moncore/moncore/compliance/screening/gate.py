@@ -31,7 +31,6 @@ from typing import Any
 from moncore.compliance.case_records import new_case
 from moncore.compliance.freezes import FreezeService
 from moncore.compliance.refusals import audit_refusal
-from moncore.compliance.screening.engine import ScreeningEngine, default_engine
 from moncore.compliance.screening.lists import Watchlist
 from moncore.compliance.screening.policy import (
     ScreeningStatus,
@@ -49,9 +48,11 @@ from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller
 from moncore.domain.errors import AlreadyExists, ComplianceBlocked, ConcurrencyConflict, InvalidStateTransition
 from moncore.domain.ids import derived_id
+from moncore.providers.screening import ScreeningProvider, screening_provider
 from moncore.store import screening as store
 from moncore.store.accounts import find_user_item
 from moncore.store.models import CaseItem, UserItem
+from moncore.tenancy.service import TenancyService
 
 SCREENING_ACTOR = "system:screening"
 
@@ -106,7 +107,7 @@ class BeneficiaryScreening:
 
 @dataclass(frozen=True, slots=True)
 class _Lists:
-    engine: ScreeningEngine
+    engine: ScreeningProvider
     watchlists: Sequence[Watchlist]
     version: str
 
@@ -114,19 +115,26 @@ class _Lists:
 class ScreeningGate:
     def __init__(
         self,
-        engine: Callable[[], ScreeningEngine] = default_engine,
+        engine: Callable[[], ScreeningProvider] | None = None,
         watchlists: TenantWatchlists | None = None,
         freezes: FreezeService | None = None,
+        tenancy: TenancyService | None = None,
     ) -> None:
-        self._engine = engine  # called when needed: the default engine is built on first use, then cached
+        # The screening provider (moncore.providers.screening): `engine` when given, else the tenant's configured
+        # `screening_provider` (the kernel's own engine by default, built on first use, then cached).
+        self._engine = engine
+        self._tenancy = tenancy or TenancyService()
         self._watchlists = watchlists or TenantWatchlists()
         self._freezes = freezes or FreezeService()
 
     # ---------------------------------------------------------------- screening
     def lists(self, tenant_id: str) -> _Lists:
-        engine = self._engine()
+        engine = self._engine() if self._engine else self.provider(tenant_id)
         version, watchlist = self._watchlists.snapshot(tenant_id)
         return _Lists(engine, (watchlist,) if watchlist.entries else (), lists_version(engine.lists_digest, version))
+
+    def provider(self, tenant_id: str) -> ScreeningProvider:
+        return screening_provider(self._tenancy.tenant_config(tenant_id).screening_provider)
 
     def screen(
         self,
