@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from cryptography.exceptions import InvalidSignature
 
 from tests.integration.helpers import Tenant, fund, idem, ledger_items, new_account, new_tenant, new_user, table_items
 
@@ -64,6 +65,21 @@ def bank_plan(tenant: Tenant, **plan: Any) -> None:
     from moncore.providers.statements import SandboxBankStatements, SandboxPlan
 
     SandboxBankStatements.plan(tenant.id, today(), SandboxPlan(**plan))
+
+
+def verify_signature(document: dict[str, Any], signature: dict[str, str]) -> None:
+    """With the KMS public key, RFC 8785 and `cryptography` only: no MonCore code."""
+    import base64
+
+    import rfc8785
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    der = boto3.client("kms").get_public_key(KeyId=signature["key_id"])["PublicKey"]
+    public_key = serialization.load_der_public_key(der)
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    value = base64.b64decode(signature["value_b64"])
+    public_key.verify(value, rfc8785.dumps(document), ec.ECDSA(hashes.SHA256()))
 
 
 def evidence(obj: dict[str, Any]) -> bytes:
@@ -162,6 +178,16 @@ def test_a_run_reports_exactly_the_item_that_matches_differs_is_missing_and_is_e
     statement = evidence(run["statement"])  # the delivered file, kept as it came
     assert run["statement"]["key"].startswith(f"statements/{tenant.id}/{PROVIDER}/{today()}/")
     assert b"camt.053.001.02" in statement and run["statement"]["formats"] == ["camt.053.001.02"]
+    # The completed run is signed: a regulator checks it with the public key and the report files' hashes alone.
+    document = run["document"]
+    assert (document["run_id"], document["tenant_id"], document["date"]) == (run["id"], tenant.id, today())
+    assert document["reports"] == {
+        name: hashlib.sha256(evidence(obj)).hexdigest() for name, obj in run["reports"].items()
+    }
+    assert document["statement_sha256"] == hashlib.sha256(statement).hexdigest() and document["counts"] == run["counts"]
+    verify_signature(document, run["signature"])
+    with pytest.raises(InvalidSignature):
+        verify_signature(document | {"counts": document["counts"] | {"matched": 4}}, run["signature"])
 
 
 def test_a_transient_bank_outage_is_retried_and_the_run_succeeds(call: Any, admin_key: str, local_backend: Any) -> None:

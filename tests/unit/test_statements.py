@@ -25,13 +25,30 @@ from moncore.domain.money import currency_exponent
 from moncore.domain.statements import StatementBalance, StatementEntry, amount_minor_from_text
 from moncore.reconciliation.statements import entries, parse_information, parse_statement
 
+COPY = Path(__file__).resolve().parents[1] / "data" / "statements" / "camt053"  # tests/data/statements/README.md
 
-def _shared_statements() -> Path:
+
+def _shared_original() -> Path | None:
     for parent in Path(__file__).resolve().parents:
         candidate = parent / "shared" / "data" / "statements" / "camt053"
         if candidate.is_dir():
             return candidate
-    raise AssertionError("../shared/data/statements not found beside the repository")
+    return None
+
+
+def _shared_statements() -> Path:
+    """The shared originals beside the repository, else the copy the tests carry (a clone on its own)."""
+    return _shared_original() or COPY
+
+
+def test_the_carried_copy_equals_the_shared_originals() -> None:
+    copied = sorted(path.name for path in COPY.glob("*.xml"))
+    assert len(copied) == 4, copied
+    original = _shared_original()
+    if original is not None:  # beside the shared data (this workspace, CI with ../shared): byte for byte the same
+        assert copied == sorted(path.name for path in original.glob("*.xml"))
+        for name in copied:
+            assert (COPY / name).read_bytes() == (original / name).read_bytes(), name
 
 
 SHARED = _shared_statements()

@@ -250,3 +250,23 @@ def report_row(result: Mapping[str, Any], exception_id: str | None) -> list[str]
     values["bank_line_ids"] = ";".join(result["bank_line_ids"])
     values["txn_ids"] = ";".join(result["txn_ids"])
     return ["" if values.get(column) is None else str(values[column]) for column in REPORT_COLUMNS]
+
+
+def completion_document(run: dict[str, Any], completed_at: str) -> dict[str, Any]:
+    """What a completed run attests, signed with the evidence key over its RFC 8785 canonical JSON: which statement
+    (its SHA-256) was reconciled against the ledger for (tenant, provider, date), the counts per result, and the
+    SHA-256 of report.json (which carries the balance check and every result) and report.csv. Small by design (KMS
+    signs at most 4 KiB raw): the reports carry the detail, their hashes bind it."""
+    statement = run.get("statement") or {}
+    return {
+        "format": "moncore-reconciliation/1",
+        "run_id": run["id"],
+        "tenant_id": run["tenant_id"],
+        "provider": run["provider"],
+        "date": run["date"],
+        "attempt": run["attempt"],
+        "statement_sha256": statement.get("sha256"),
+        "counts": run["counts"],
+        "reports": {name: report["sha256"] for name, report in sorted(run["reports"].items())},
+        "completed_at": completed_at,
+    }

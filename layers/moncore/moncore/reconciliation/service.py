@@ -38,6 +38,7 @@ import boto3
 
 from moncore.config import settings
 from moncore.domain.audit import audit_event
+from moncore.domain.canonical import canonical_bytes
 from moncore.domain.clock import now_rfc3339
 from moncore.domain.context import Caller, Result
 from moncore.domain.errors import (
@@ -55,6 +56,7 @@ from moncore.domain.reconciliation_runs import (
     RunStatus,
     Step,
     Tally,
+    completion_document,
     done,
     empty_counts,
     exception_id_of,
@@ -71,6 +73,7 @@ from moncore.reconciliation import ledger_side
 from moncore.reconciliation.matching import Reconciler
 from moncore.reconciliation.statements import parse_statement
 from moncore.store import reconciliations as store
+from moncore.store import signing
 from moncore.store import tenancy as tenancy_store
 from moncore.store.models import ReconciliationItem
 from moncore.tenancy.service import TenancyService
@@ -346,6 +349,8 @@ class ReconciliationService:
         if run["status"] == RunStatus.COMPLETED:
             return _out(run)
         now = now_rfc3339()
+        document = completion_document(run, now)
+        signature = signing.sign(canonical_bytes(document))
         audit = audit_event(
             tenant_id=run["tenant_id"],
             action="reconciliation.completed",
@@ -363,7 +368,14 @@ class ReconciliationService:
             },
         )
         return self._record(
-            item, run, Step.COMPLETED, status=RunStatus.COMPLETED.value, completed_at=now, audits=(audit,)
+            item,
+            run,
+            Step.COMPLETED,
+            status=RunStatus.COMPLETED.value,
+            completed_at=now,
+            document=document,
+            signature=signature.record(),
+            audits=(audit,),
         )
 
     def fail(self, run_id: str, error: dict[str, Any], correlation_id: str = "") -> dict[str, Any]:
@@ -474,6 +486,8 @@ def run_view(run: dict[str, Any]) -> dict[str, Any]:
         "balance_check": run.get("balance_check") or [],
         "reports": run.get("reports"),
         "exception_count": run.get("exceptions"),
+        "document": run.get("document"),  # signed once COMPLETED (verify with the evidence key's public key)
+        "signature": run.get("signature"),
     }
 
 

@@ -24,6 +24,10 @@ class Signature:
     algorithm: str
     signature_b64: str
 
+    def record(self) -> dict[str, str]:
+        """As documents carry it (settlements, seals, reconciliation runs)."""
+        return {"key_id": self.key_id, "algorithm": self.algorithm, "value_b64": self.signature_b64}
+
 
 @cache
 def _kms() -> Any:
