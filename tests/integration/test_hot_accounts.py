@@ -153,8 +153,9 @@ def settled_posting(tenant_id: str, debit: Any, credit: Any, amount_minor: int) 
 
 def sharded_user_account(call: Any, tenant: Tenant) -> tuple[Any, Any]:
     """(user account ref with USER_SHARDS shards and a floor of 0, the tenant's clearing account ref)."""
+    from moncore.domain.settlement import FUNDING_CLEARING
     from moncore.domain.transactions import AccountKind, AccountRef
-    from moncore.ledger.service import FUNDING_CLEARING, system_account
+    from moncore.ledger.service import system_account
 
     user = new_user(call, tenant)
     account_id = new_account(call, tenant, user)

@@ -17,7 +17,10 @@ from moncore.domain.ids import derived_id
 # The clearing system accounts providers settle: open banking collections and payouts, card clearings. Which provider
 # an item belongs to is read from its leg (legs carry the provider that executed them), never from today's tenant
 # configuration: a tenant that switched adapters mid-day still settles each provider's items with that provider.
-SETTLED_PURPOSES = ("card_clearing", "funding_clearing", "payout_clearing")
+FUNDING_CLEARING = "funding_clearing"  # open banking collections: the provider owes what it collected
+PAYOUT_CLEARING = "payout_clearing"  # withdrawals: the tenant owes the provider what it paid out
+CARD_CLEARING = "card_clearing"  # card authorisations and clearings with the processor
+SETTLED_PURPOSES = (CARD_CLEARING, FUNDING_CLEARING, PAYOUT_CLEARING)
 UNATTRIBUTED = "unattributed"  # legs written before legs carried their provider (settled apart, for an operator)
 SAFEGUARDING = "safeguarding"  # the system account mirroring the client money held at the safeguarding bank
 

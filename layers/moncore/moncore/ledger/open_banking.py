@@ -30,6 +30,7 @@ Errors: NotFound, ValidationFailed, InvalidSignature, AlreadyExists, ProviderUna
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from moncore.compliance.movements import MovementChecks, MovementDecision
@@ -42,6 +43,7 @@ from moncore.domain.ids import derived_id
 from moncore.domain.lifecycle import Step, StoredEvent, TxnState, advance, plan_capture, plan_release
 from moncore.domain.limits import BalanceCap
 from moncore.domain.money import stored_minor
+from moncore.domain.settlement import FUNDING_CLEARING
 from moncore.domain.transactions import (
     HOLDING_CAPTURES,
     AccountRef,
@@ -76,8 +78,6 @@ from moncore.store.models import WebhookEventItem
 from moncore.tenancy.service import TenancyService
 
 DOMAIN = "open_banking"
-FUNDING_CLEARING = "funding_clearing"
-PAYOUT_CLEARING = "payout_clearing"
 _ATTEMPTS = 8  # re-plans after losing a sequence slot to a concurrent delivery
 
 
@@ -368,6 +368,7 @@ class OpenBankingService:
         review = header.capture == "review"
         request_hash = outcome_request_hash(event.provider_ref, event.status)
         operation = StepOperation(caller, op_id, request_hash, event.reason)
+        append = partial(append_event, caller, stored, op_id=op_id, request_hash=request_hash)  # this outcome's step
 
         def applied(what: str) -> tuple[bool, dict[str, Any]]:
             return True, {"applied": what}
@@ -389,14 +390,10 @@ class OpenBankingService:
             if state is not TxnStatus.CREATED or review:
                 why = "held for its case until the provider settles" if review else "a late authorization"
                 return ignored(f"the transaction is {state.value}: {why}")
-            append_event(
-                caller,
-                stored,
+            append(
                 kind=EventKind.AUTHORIZED,
                 status=TxnStatus.AUTHORIZED,
                 legs=hold_pair(clearing, user, amount),
-                op_id=op_id,
-                request_hash=request_hash,
             )
             return applied("authorized")
         if event.status is Status.SETTLED:
@@ -406,25 +403,17 @@ class OpenBankingService:
                 self._lifecycle.step(operation, header.txn_id, capture_step)
                 return applied("captured")
             if review:  # settled at the provider: now held for the case decision, never credited before it
-                append_event(
-                    caller,
-                    stored,
+                append(
                     kind=EventKind.AUTHORIZED,
                     status=TxnStatus.AUTHORIZED,
                     legs=hold_pair(clearing, user, amount),
-                    op_id=op_id,
-                    request_hash=request_hash,
                 )
                 return applied("held for review")
             decision = self._checks.decide(caller, subject_id=header.txn_id, credit=user, credit_minor=amount)
-            append_event(
-                caller,
-                stored,
+            append(
                 kind=EventKind.SETTLED,
                 status=TxnStatus.SETTLED,
                 legs=settled_pair(clearing, user, amount),
-                op_id=op_id,
-                request_hash=request_hash,
                 caps=decision.caps,
             )
             return applied("settled")
@@ -434,14 +423,10 @@ class OpenBankingService:
                 return ignored("the provider reported a failure after it settled: left for reconciliation")
             self._lifecycle.step(operation, header.txn_id, void_step)
             return applied("voided")
-        append_event(
-            caller,
-            stored,
+        append(
             kind=EventKind.VOIDED,
             status=TxnStatus.REVERSED,
             legs=(),
-            op_id=op_id,
-            request_hash=request_hash,
             reason=event.reason or "the provider reported a failure",
         )
         return applied("reversed")

@@ -37,6 +37,7 @@ from moncore.domain.context import Caller, RequestIdentity
 from moncore.domain.errors import DomainError, NotFound, ValidationFailed
 from moncore.domain.ids import derived_id
 from moncore.domain.money import check_amount_minor, currency_exponent
+from moncore.domain.settlement import CARD_CLEARING
 from moncore.domain.transactions import EventKind, TxnStatus, TxnType, hold_pair
 from moncore.ledger import views
 from moncore.ledger.card_clearing import CardClearing, ClearingEvent
@@ -56,8 +57,6 @@ from moncore.store import ledger as ledger_store
 from moncore.store import provider_events as inbox
 from moncore.store.models import ProviderEventItem
 from moncore.tenancy.service import TenancyService
-
-CARD_CLEARING = "card_clearing"
 
 
 class CardEventKind(StrEnum):

@@ -42,6 +42,7 @@ from moncore.domain.geo import check_user_country
 from moncore.domain.ids import derived_id
 from moncore.domain.lifecycle import TxnState
 from moncore.domain.money import check_amount_minor, currency_exponent
+from moncore.domain.settlement import FUNDING_CLEARING
 from moncore.domain.transactions import (
     HOLDING_CAPTURES,
     AccountKind,
@@ -64,8 +65,6 @@ from moncore.store import balances as balance_store
 from moncore.store import ledger as ledger_store
 from moncore.store.models import AccountItem, UserItem, plain_map
 from moncore.tenancy.service import TenancyService
-
-FUNDING_CLEARING = "funding_clearing"
 
 
 class LedgerService:

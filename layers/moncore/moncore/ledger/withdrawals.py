@@ -46,13 +46,13 @@ from moncore.domain.iban import check_iban, masked
 from moncore.domain.ids import derived_id
 from moncore.domain.lifecycle import TxnState
 from moncore.domain.money import check_amount_minor, currency_exponent
+from moncore.domain.settlement import PAYOUT_CLEARING
 from moncore.domain.transactions import HOLDING_CAPTURES, EventKind, TxnStatus, TxnType, hold_pair
 from moncore.ledger import views
 from moncore.ledger.directory import DIRECTORY
 from moncore.ledger.lifecycle import LifecycleService
 from moncore.ledger.lifecycle import Operation as StepOperation
 from moncore.ledger.open_banking import (
-    PAYOUT_CLEARING,
     append_event,
     capture_step,
     outcome_op_id,
