@@ -120,6 +120,11 @@ def test_moncore_jobs_run_reaches_the_local_stack_through_its_state_file(
     refused = moncore("snapshot", "--tenant", tenant.id, "--date", "2999-01-01")
     assert refused.returncode == 2 and "not closed yet" in refused.stderr
 
+    # `verify`, the contract's name (../shared/API.md), runs the chain-integrity job.
+    verified = moncore("verify", "--tenant", tenant.id)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["job"] == "verify_chain"
+
 
 def test_a_run_that_finds_the_lease_held_is_skipped_and_both_runs_are_audited(
     call: Any, funded: tuple[Tenant, str, str]

@@ -56,6 +56,8 @@ def _use_stack_environment(stack_file: str | None) -> None:
 
 
 WORKFLOWS = ("settlement", "reconciliation")  # jobs that are state machines (Step Functions), not Jobs-function runs
+# Names the API contract (../shared/API.md: "seal, verify") uses for jobs whose kernel name says more.
+JOB_ALIASES = {"verify": "verify_chain"}
 
 
 def _run_job(args: argparse.Namespace) -> int:
@@ -64,6 +66,7 @@ def _run_job(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    args.job = JOB_ALIASES.get(args.job, args.job)
     if args.job in WORKFLOWS:
         return _run_workflow(args)
     from moncore.domain.errors import DomainError  # noqa: PLC0415 - after the environment is set
@@ -326,6 +329,7 @@ def parser() -> argparse.ArgumentParser:
             "seal",
             "verify_chain",
             *WORKFLOWS,
+            *JOB_ALIASES,
         ],
     )
     run.add_argument("--tenant", required=True, help="tenant id")
